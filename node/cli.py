@@ -1,0 +1,308 @@
+"""`pcf node ...`: the enterprise node's commands (thin adapters over node.service)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from lca.errors import ImportFailed, LCAError, NotFound, SolverError
+from lca.model import Process
+from node import service
+from node.store import NodeStore, default_db_url
+
+__all__ = ["EXIT_IMPORT_FAILED", "EXIT_NOT_FOUND", "EXIT_SOLVER", "node_app", "node_home", "open_store"]
+
+# Exit codes of the node role: 10-19 (see pcf/cli.py for the bands).
+EXIT_IMPORT_FAILED = 10
+EXIT_NOT_FOUND = 11
+EXIT_SOLVER = 12
+EXIT_ROUND = 13
+
+node_app = typer.Typer(help="The enterprise node: your unit-process data stays on this machine.",
+                       no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: SQLite under $PCF_HOME).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
+
+
+def node_home() -> Path:
+    return Path(os.environ.get("PCF_HOME", str(Path.home() / ".pcf" / "node"))).expanduser()
+
+
+def open_store(db: str | None) -> NodeStore:
+    return NodeStore(db or os.environ.get("PCF_DB") or default_db_url(node_home()))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _fail(message: str, code: int, as_json: bool) -> typer.Exit:
+    if as_json:
+        _print_json({"error": message})
+    else:
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@node_app.command("template")
+def template_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder to write the template files into.")] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Write the blank enterprise template and a filled example (CSV and XLSX)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    folder = resources.files("lca") / "data" / "template"
+    for name in ("pcf_template_blank.csv", "pcf_template_blank.xlsx", "pcf_template_example.csv",
+                 "pcf_template_example.xlsx", "README.md"):
+        target = out / name
+        with resources.as_file(folder / name) as src:
+            shutil.copyfile(src, target)
+        written.append(str(target))
+    if as_json:
+        _print_json({"written": written})
+    else:
+        for w in written:
+            console.print(f"wrote {w}")
+
+
+@node_app.command("import")
+def import_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Template .csv/.xlsx, ILCD zip/folder, JSON-LD zip/folder.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; write nothing.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import datasets in one transaction: all of them, or nothing when any error is found."""
+    store = open_store(db)
+    try:
+        report = service.import_paths(store, paths, dry_run=dry_run)
+    except ImportFailed as exc:
+        if as_json:
+            _print_json({"ok": False, "errors": [d.model_dump() for d in exc.diagnostics if d.severity == "error"],
+                         "diagnostics": [d.model_dump() for d in exc.diagnostics]})
+        else:
+            for d in exc.diagnostics:
+                if d.severity != "info":
+                    err_console.print(str(d), highlight=False, soft_wrap=True, markup=False)
+            n = sum(d.severity == "error" for d in exc.diagnostics)
+            err_console.print(f"[red]import failed: {n} error(s); nothing was written[/red]")
+        raise typer.Exit(EXIT_IMPORT_FAILED) from None
+    finally:
+        store.close()
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for d in report.diagnostics:
+        if d.severity == "warning":
+            console.print(str(d), highlight=False, soft_wrap=True, markup=False)
+    table = Table(title="dry run: nothing written" if dry_run else f"import #{report.import_id}")
+    for col in ("dataset", "new", "new version", "unchanged"):
+        table.add_column(col)
+    kinds = sorted({a["kind"] for a in report.actions})
+    counts = report.counts()
+    for k in kinds:
+        table.add_row(k, *(str(counts.get(f"{k}:{a}", 0)) for a in ("new", "new-version", "unchanged")))
+    console.print(table)
+    console.print(f"{len(report.warnings)} warning(s), 0 errors")
+
+
+@node_app.command("list")
+def list_cmd(
+    kind: Annotated[str, typer.Option(help="process, flow, flow_property, unit_group, lcia_method, source, "
+                                           "contact, model")] = "process",
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the latest version of each dataset of one kind."""
+    store = open_store(db)
+    rows = store.latest_rows(kind)
+    store.close()
+    items = [{"uuid": r.uuid, "version": r.version, "name_en": r.name_en, "name_zh": r.name_zh,
+              "location": r.location, "classification": r.classification} for r in rows]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title=f"{kind} ({len(items)})")
+    for col in ("uuid", "version", "name (en)", "name (zh)", "location"):
+        table.add_column(col, overflow="fold")
+    for i in items:
+        table.add_row(i["uuid"], i["version"], i["name_en"], i["name_zh"], i["location"] or "")
+    console.print(table)
+
+
+@node_app.command("show")
+def show_cmd(
+    uuid: str,
+    version: Annotated[str | None, typer.Option(help="A stored version; the latest by default.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one dataset (any kind) in full."""
+    store = open_store(db)
+    ds = store.get(uuid, version)
+    view = service.store_view(store)
+    store.close()
+    if ds is None:
+        raise _fail(f"no dataset {uuid}" + (f" version {version}" if version else ""), EXIT_NOT_FOUND, as_json)
+    if as_json:
+        _print_json(ds.model_dump(mode="json"))
+        return
+    console.print(f"[bold]{ds.display_name('en')}[/bold]  {ds.name.get('zh', '')}")
+    console.print(f"{type(ds).__name__} {ds.uuid} version {ds.version}")
+    if isinstance(ds, Process):
+        dq = ds.data_quality
+        console.print(f"location {ds.location or '-'}  reference year {ds.reference_year or '-'}  "
+                      f"DQR {dq.dqr():.2f} ({dq.dqr_level()})" if dq.dqr() else f"location {ds.location or '-'}")
+        table = Table()
+        for col in ("id", "direction", "flow", "amount", "unit", "source", "ref"):
+            table.add_column(col, overflow="fold")
+        for ex in ds.exchanges:
+            flow = view.flows.get(ex.flow)
+            table.add_row(ex.internal_id, ex.direction, flow.display_name() if flow else ex.flow, f"{ex.amount:.6g}",
+                          ex.unit, ex.data_source or "", "*" if ex.internal_id in ds.reference_exchanges else "")
+        console.print(table)
+    else:
+        console.print_json(ds.model_dump_json())
+
+
+@node_app.command("history")
+def history_cmd(uuid: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the stored versions of a dataset, oldest first."""
+    store = open_store(db)
+    versions = store.history(uuid)
+    store.close()
+    if not versions:
+        raise _fail(f"no dataset {uuid}", EXIT_NOT_FOUND, as_json)
+    if as_json:
+        _print_json([v.model_dump(mode="json") for v in versions])
+        return
+    table = Table(title=f"history of {uuid}")
+    for col in ("#", "version", "stored at", "import", "content sha256"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(str(v.seq), v.version, v.created_at.isoformat(timespec="seconds"), str(v.import_id or ""),
+                      v.content_hash[:16])
+    console.print(table)
+
+
+@node_app.command("diff")
+def diff_cmd(uuid: str, v1: str, v2: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the exchanges that changed between two versions of a process."""
+    store = open_store(db)
+    try:
+        changes = service.diff_versions(store, uuid, v1, v2)
+    except NotFound as exc:
+        raise _fail(str(exc), EXIT_NOT_FOUND, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"uuid": uuid, "from": v1, "to": v2, "changes": [c.to_dict() for c in changes]})
+        return
+    table = Table(title=f"{uuid}: {v1} -> {v2}")
+    for col in ("direction", "flow", "unit", v1, v2, "change"):
+        table.add_column(col, overflow="fold")
+    for c in changes:
+        d = c.to_dict()
+        rel = "" if d["relative_change"] is None else f"{d['relative_change']:+.1%}"
+        table.add_row(c.direction, c.flow_name, c.unit, "-" if c.old is None else f"{c.old:.6g}",
+                      "-" if c.new is None else f"{c.new:.6g}", rel)
+    console.print(table)
+
+
+@node_app.command("footprint")
+def footprint_cmd(
+    uuid: str,
+    method: Annotated[str, typer.Option(help="AR5 (default, as the national inventory), AR6, or the UUID of an "
+                                             "imported LCIA method.")] = "AR5",
+    tree: Annotated[int | None, typer.Option("--tree", help="Show the contribution tree to this depth.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cradle-to-gate carbon footprint of one unit of a process's reference flow."""
+    from lca.solver import footprint
+
+    store = open_store(db)
+    try:
+        bundle = service.store_view(store)
+        result = footprint(bundle, uuid.lower(), method=method, tree_depth=tree)
+    except SolverError as exc:
+        raise _fail(str(exc), EXIT_SOLVER, as_json) from None
+    except (NotFound, KeyError) as exc:
+        raise _fail(f"cannot compute the footprint of {uuid}: {exc}", EXIT_NOT_FOUND, as_json) from None
+    except LCAError as exc:
+        raise _fail(str(exc), EXIT_SOLVER, as_json) from None
+    finally:
+        store.close()
+    data = result.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    proc = bundle.processes[uuid.lower()]
+    ref = proc.reference_exchange()
+    unit = ref.unit if ref else ""
+    console.print(f"[bold]{proc.display_name('en')}[/bold] {proc.name.get('zh', '')}")
+    console.print(f"{data['total']:.6g} {data['unit']} per {unit} ({data['method']}, GWP set "
+                  f"{data.get('gwp_set') or '-'})")
+    table = Table(title="by gas")
+    table.add_column("gas")
+    table.add_column("kg CO2e", justify="right")
+    for gas, value in sorted(data["by_gas"].items(), key=lambda kv: -abs(kv[1])):
+        table.add_row(gas, f"{value:.6g}")
+    console.print(table)
+    console.print(f"fossil {data.get('fossil', 0):.6g}  biogenic {data.get('biogenic', 0):.6g}  "
+                  f"land use {data.get('land_use', 0):.6g}")
+    if data.get("cutoffs"):
+        console.print(f"[yellow]{len(data['cutoffs'])} unlinked input(s) cut off[/yellow]")
+    if tree is not None and data.get("tree"):
+        console.print(_rich_tree(data["tree"]))
+
+
+def _rich_tree(node: dict[str, Any], parent: Tree | None = None) -> Tree:
+    label = (f"{node.get('name_en') or node.get('name') or node.get('process')}  "
+             f"{node.get('name_zh') or ''}  amount {node.get('amount', 0):.4g}  direct "
+             f"{node.get('direct', 0):.4g}  cumulative {node.get('cumulative', 0):.4g} kg CO2e "
+             f"({node.get('share', 0):.1%})")
+    branch = Tree(label) if parent is None else parent.add(label)
+    for child in node.get("children", []):
+        _rich_tree(child, branch)
+    return branch
+
+
+@node_app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="The zip file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="ilcd or jsonld")] = "ilcd",
+    process: Annotated[list[str] | None, typer.Option("--process", help="Only these processes "
+                                                      "(and what they reference).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export the store, or some processes, as an ILCD zip or an openLCA JSON-LD zip."""
+    if fmt not in ("ilcd", "jsonld"):
+        raise _fail(f"unknown format {fmt!r}; accepted: ilcd, jsonld", 2, as_json)
+    store = open_store(db)
+    try:
+        bundle = service.export_bundle(store, fmt, out, process)
+    except NotFound as exc:
+        raise _fail(str(exc), EXIT_NOT_FOUND, as_json) from None
+    finally:
+        store.close()
+    counts = {k: v for k, v in bundle.counts().items() if v}
+    if as_json:
+        _print_json({"written": str(out), "format": fmt, "counts": counts})
+    else:
+        console.print(f"wrote {out} ({fmt}): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
