@@ -1,0 +1,567 @@
+"""Tests of protocol 2 (``paillier``): split key, packing, contributions, aggregation, custodians."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from keys.custodian import (
+    CustodianKeyError,
+    ShareUnlockFailed,
+    custodian_decrypt,
+    custodian_init,
+    ledger_path,
+    load_public_key,
+    load_share,
+    save_share,
+)
+from keys.identity import Ed25519PrivateKey, generate_identity, public_key_b64
+from protocols.errors import ProtocolError
+from protocols.paillier import (
+    CombineFailed,
+    ContributionRejected,
+    CustodianRefused,
+    KeyShare,
+    LayoutError,
+    PackingLayout,
+    PartialDecryption,
+    RoundAccumulator,
+    SignedContribution,
+    SplitPublicKey,
+    aggregate,
+    combine,
+    custodian_partial_decrypt,
+    deal_exponent_shares,
+    encrypt_contribution,
+    generate_split_key,
+    gmpy2_active,
+    make_layout,
+    pack,
+    sign_contribution,
+    unpack,
+)
+
+ROUND = "2025-Q1-cement-clinker"
+TEST_BITS = 1024  # production ceremonies use ≥ 2048; 1024 keeps the suite fast
+# Mixed magnitudes: tonnes of clinker in grams, kWh in Wh, a tiny ratio, a count.
+BOUNDS = [10**12, 10**9, 50, 1, 2**62 - 1, 10**6]
+VECTORS = [
+    [734_000_000_000, -12_345_678, 50, -1, 2**62 - 1, 0],
+    [1, 999_999_999, -50, 1, -(2**62 - 1), 17],
+    [-(10**12), 0, 3, 0, 123_456_789_012_345, -999_999],
+    [10**12, -(10**9), -7, 1, 2**61, 10**6],
+    [42, 500_000_000, 0, -1, -(2**60) + 5, -3],
+]
+
+
+@pytest.fixture(scope="module")
+def split_key() -> tuple[SplitPublicKey, list[KeyShare]]:
+    return generate_split_key(2, TEST_BITS)
+
+
+@pytest.fixture(scope="module")
+def public_key(split_key: tuple[SplitPublicKey, list[KeyShare]]) -> SplitPublicKey:
+    return split_key[0]
+
+
+@pytest.fixture(scope="module")
+def shares(split_key: tuple[SplitPublicKey, list[KeyShare]]) -> list[KeyShare]:
+    return split_key[1]
+
+
+@pytest.fixture(scope="module")
+def firms() -> list[Ed25519PrivateKey]:
+    return [generate_identity() for _ in VECTORS]
+
+
+@pytest.fixture(scope="module")
+def roster(firms: list[Ed25519PrivateKey]) -> frozenset[str]:
+    return frozenset(public_key_b64(f) for f in firms)
+
+
+@pytest.fixture(scope="module")
+def layout(public_key: SplitPublicKey) -> PackingLayout:
+    return make_layout(BOUNDS, max_participants=10, key_bits=public_key.bits)
+
+
+@pytest.fixture(scope="module")
+def contributions(
+    public_key: SplitPublicKey, layout: PackingLayout, firms: list[Ed25519PrivateKey]
+) -> list[SignedContribution]:
+    return [encrypt_contribution(public_key, layout, v, ROUND, f) for v, f in zip(VECTORS, firms, strict=True)]
+
+
+def _partials(
+    shares: list[KeyShare],
+    public_key: SplitPublicKey,
+    contributions: list[SignedContribution],
+    roster: frozenset[str],
+) -> list[PartialDecryption]:
+    return [custodian_partial_decrypt(s, public_key, contributions, roster, 3, ROUND, ledger={}) for s in shares]
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_phe_uses_gmpy2_when_it_is_importable() -> None:
+    assert gmpy2_active() == (importlib.util.find_spec("gmpy2") is not None)
+
+
+def test_dealt_exponent_known_answer_for_small_primes() -> None:
+    # Prepare: n = 11·13 = 143, λ = lcm(10, 12) = 60, d = 60·(60⁻¹ mod 143) = 1860.
+    p, q, n = 11, 13, 143
+    nsq = n * n
+
+    # Execute
+    shares = deal_exponent_shares(p, q, 3, randbits=lambda k: (1 << (k - 1)) | 12345)
+
+    # Assert
+    assert sum(shares) == 1860
+    assert 1860 % 60 == 0 and 1860 % n == 1
+    assert shares[0] == shares[1] == (1 << (1860).bit_length() + 127) | 12345
+    c = (1 + n * 42) * pow(5, n, nsq) % nsq  # Enc(42) with r = 5
+    assert c == 1841
+    x = 1
+    for s in shares:
+        x = x * pow(c, s, nsq) % nsq
+    assert (x - 1) % n == 0 and (x - 1) // n == 42
+
+
+def test_split_key_needs_two_custodians_and_a_real_modulus() -> None:
+    with pytest.raises(LayoutError, match="at least 2"):
+        generate_split_key(1, TEST_BITS)
+    with pytest.raises(LayoutError, match="bits"):
+        generate_split_key(2, 512)
+
+
+def test_key_share_repr_does_not_print_the_exponent(shares: list[KeyShare]) -> None:
+    assert str(shares[0].exponent) not in repr(shares[0])
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def test_pack_unpack_known_answer() -> None:
+    # Prepare: widths bitlen(2·2·3)=4, bitlen(2·2·100)=9, bitlen(2·2·1)=3
+    layout = make_layout([3, 100, 1], max_participants=2, key_bits=1024)
+    assert layout.slot_bits == (4, 9, 3)
+    assert layout.slots_per_ciphertext == (3,)
+
+    # Execute: offsets give slots 0, 142, 2 → 0 + 142·2⁴ + 2·2¹³
+    packed = pack([-3, 42, 1], layout)
+
+    # Assert
+    assert packed == [18656]
+    assert unpack(packed, layout, 1) == [-3, 42, 1]
+    assert unpack([18656 + pack([3, -100, -1], layout)[0]], layout, 2) == [0, -58, 0]
+
+
+def test_unpacked_layout_puts_one_slot_per_ciphertext() -> None:
+    layout = make_layout([3, 100, 1], max_participants=2, key_bits=1024, packed=False)
+    assert layout.slots_per_ciphertext == (1, 1, 1)
+    assert pack([-3, 42, 1], layout) == [0, 142, 2]
+
+
+def test_packing_fills_plaintexts_up_to_the_safety_margin() -> None:
+    layout = make_layout([2**40] * 200, max_participants=100, key_bits=2048)
+    width = layout.slot_bits[0]
+    assert width == (2 * 100 * 2**40).bit_length() == 48
+    assert layout.slots_per_ciphertext[0] == (2048 - 64) // width
+    assert sum(layout.slots_per_ciphertext) == 200
+
+
+def test_headroom_holds_max_participants_times_max_value_exactly() -> None:
+    # Prepare
+    layout = make_layout([1000, 7], max_participants=4, key_bits=1024)
+    top, bottom = pack([1000, -7], layout), pack([-1000, 7], layout)
+
+    # Execute: the extreme sums of exactly max_participants contributions
+    high = unpack([top[0] * 4], layout, 4)
+    low = unpack([bottom[0] * 4], layout, 4)
+
+    # Assert
+    assert high == [4000, -28]
+    assert low == [-4000, 28]
+
+
+def test_headroom_one_more_is_refused_by_the_layout() -> None:
+    layout = make_layout([1000, 7], max_participants=4, key_bits=1024)
+    with pytest.raises(LayoutError, match="slot 0"):
+        pack([1001, 0], layout)
+    with pytest.raises(LayoutError, match="slot 1"):
+        pack([0, -8], layout)
+    with pytest.raises(LayoutError, match="n_participants"):
+        unpack(pack([0, 0], layout), layout, 5)
+    with pytest.raises(LayoutError, match="slot_bits"):
+        PackingLayout((1000, 7), 5, 1024, layout.slot_bits, layout.slots_per_ciphertext)
+
+
+def test_unpack_detects_a_sum_that_left_its_slot() -> None:
+    layout = make_layout([1000], max_participants=4, key_bits=1024)
+    with pytest.raises(CombineFailed):
+        unpack([pack([1000], layout)[0] * 5], layout, 4)
+
+
+def test_layout_refuses_a_slot_wider_than_the_key() -> None:
+    with pytest.raises(LayoutError, match="does not fit"):
+        make_layout([2**2000], max_participants=2, key_bits=2048)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_sum_of_five_firms_equals_the_plain_sum_exactly(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    # Execute
+    agg = aggregate(contributions, public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
+    partials = _partials(shares, public_key, contributions, roster)
+    sums = combine(partials, public_key, layout, len(contributions))
+
+    # Assert
+    assert sums == [sum(col) for col in zip(*VECTORS, strict=True)]
+    assert layout.n_ciphertexts < layout.n_slots  # really packed
+    assert len(agg.ciphertexts) == layout.n_ciphertexts
+    assert set(agg.contribution_digests) == set(partials[0].contribution_digests)
+
+
+def test_custodians_recompute_the_same_product_as_the_aggregator(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    agg = aggregate(reversed(contributions), public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
+    partial = custodian_partial_decrypt(shares[0], public_key, contributions, roster, 3, ROUND, ledger={})
+    expected = [pow(c, shares[0].exponent, public_key.nsquare) for c in agg.ciphertexts]
+    assert list(partial.partials) == expected
+
+
+def test_a_single_custodians_partial_does_not_decrypt(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    # Prepare: the packed plaintexts the full key reveals (sums of the packed vectors)
+    expected = [sum(col) for col in zip(*(pack(v, layout) for v in VECTORS), strict=True)]
+    partials = _partials(shares, public_key, contributions, roster)
+    n, nsq = public_key.n, public_key.nsquare
+
+    # Execute: apply the decryption function L(x) = (x − 1)/n to one custodian's partial alone
+    alone = [(x - 1) // n % n for x in partials[0].partials]
+    together = [(a * b % nsq - 1) // n for a, b in zip(partials[0].partials, partials[1].partials, strict=True)]
+
+    # Assert
+    assert together == expected
+    assert alone != expected
+    assert all((x - 1) % n != 0 for x in partials[0].partials)
+    with pytest.raises(CombineFailed, match="each of the 2 custodians"):
+        combine(partials[:1], public_key, layout, len(contributions))
+
+
+def test_combine_detects_a_wrong_partial(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    wrong = dataclasses.replace(shares[1], exponent=shares[1].exponent + 1)
+    partials = [
+        custodian_partial_decrypt(shares[0], public_key, contributions, roster, 3, ROUND, ledger={}),
+        custodian_partial_decrypt(wrong, public_key, contributions, roster, 3, ROUND, ledger={}),
+    ]
+    with pytest.raises(CombineFailed, match="not 1 mod n"):
+        combine(partials, public_key, layout, len(contributions))
+
+
+def test_combine_refuses_a_partial_with_a_bad_signature(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    partials = _partials(shares, public_key, contributions, roster)
+    forged = dataclasses.replace(partials[1], signature=partials[0].signature)
+    with pytest.raises(CombineFailed, match="bad signature"):
+        combine([partials[0], forged], public_key, layout, len(contributions))
+
+
+def test_combine_refuses_partials_over_different_contribution_sets(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    a = custodian_partial_decrypt(shares[0], public_key, contributions, roster, 3, ROUND, ledger={})
+    b = custodian_partial_decrypt(shares[1], public_key, contributions[:4], roster, 3, ROUND, ledger={})
+    with pytest.raises(CombineFailed, match="another round"):
+        combine([a, b], public_key, layout, 5)
+
+
+def test_messages_survive_a_json_round_trip(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    contributions: list[SignedContribution],
+) -> None:
+    partials = _partials(shares, public_key, contributions, roster)
+    assert SplitPublicKey.from_dict(json.loads(json.dumps(public_key.to_dict()))) == public_key
+    assert PackingLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
+    assert SignedContribution.from_dict(json.loads(json.dumps(contributions[0].to_dict()))) == contributions[0]
+    assert PartialDecryption.from_dict(json.loads(json.dumps(partials[0].to_dict()))) == partials[0]
+
+
+# --------------------------------------------------------------------------- aggregator
+
+
+def test_aggregator_rejects_a_replayed_contribution(
+    public_key: SplitPublicKey, layout: PackingLayout, roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    acc = RoundAccumulator(ROUND, public_key, layout, roster)
+    acc.accept(contributions[0])
+    product = list(acc.product or [])
+    with pytest.raises(ContributionRejected, match="replay"):
+        acc.accept(contributions[0])
+    assert acc.product == product and len(acc.contributions) == 1
+
+
+def test_aggregator_rejects_a_second_contribution_from_the_same_member(
+    public_key: SplitPublicKey, layout: PackingLayout, roster: frozenset[str], firms: list[Ed25519PrivateKey]
+) -> None:
+    acc = RoundAccumulator(ROUND, public_key, layout, roster)
+    acc.accept(encrypt_contribution(public_key, layout, VECTORS[0], ROUND, firms[0]))
+    with pytest.raises(ContributionRejected, match="already contributed"):
+        acc.accept(encrypt_contribution(public_key, layout, VECTORS[1], ROUND, firms[0]))
+
+
+def test_aggregator_rejects_a_contribution_for_another_round(
+    public_key: SplitPublicKey, layout: PackingLayout, roster: frozenset[str], firms: list[Ed25519PrivateKey]
+) -> None:
+    other = encrypt_contribution(public_key, layout, VECTORS[0], "2024-Q4-cement-clinker", firms[0])
+    with pytest.raises(ContributionRejected, match="round_id"):
+        aggregate([other], public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
+
+
+def test_aggregator_rejects_a_sender_outside_the_roster(
+    public_key: SplitPublicKey, layout: PackingLayout, roster: frozenset[str]
+) -> None:
+    outsider = encrypt_contribution(public_key, layout, VECTORS[0], ROUND, generate_identity())
+    with pytest.raises(ContributionRejected, match="roster"):
+        aggregate([outsider], public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
+
+
+def test_aggregator_rejects_tampered_ciphertexts(
+    public_key: SplitPublicKey, layout: PackingLayout, roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    c = contributions[0]
+    tampered = dataclasses.replace(c, ciphertexts=(c.ciphertexts[0] * 2 % public_key.nsquare, *c.ciphertexts[1:]))
+    with pytest.raises(ContributionRejected, match="digest"):
+        aggregate([tampered], public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
+
+
+def test_aggregator_rejects_contributions_after_the_window_closes(
+    public_key: SplitPublicKey, layout: PackingLayout, roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    closes = datetime(2025, 4, 1, tzinfo=UTC)
+    acc = RoundAccumulator(ROUND, public_key, layout, roster, closes_at=closes)
+    acc.accept(contributions[0], now=closes - timedelta(seconds=1))
+    with pytest.raises(ContributionRejected, match="closed"):
+        acc.accept(contributions[1], now=closes)
+
+
+def test_aggregator_refuses_more_contributions_than_the_layout_headroom(
+    public_key: SplitPublicKey, roster: frozenset[str], firms: list[Ed25519PrivateKey]
+) -> None:
+    small = make_layout([1000, 7], max_participants=4, key_bits=public_key.bits)
+    cs = [encrypt_contribution(public_key, small, [1000, -7], ROUND, f) for f in firms]
+    acc = RoundAccumulator(ROUND, public_key, small, roster)
+    for c in cs[:4]:
+        acc.accept(c)
+    with pytest.raises(ContributionRejected, match="full"):
+        acc.accept(cs[4])
+
+
+def test_aggregator_rejects_a_copied_ciphertext(
+    public_key: SplitPublicKey,
+    layout: PackingLayout,
+    roster: frozenset[str],
+    firms: list[Ed25519PrivateKey],
+    contributions: list[SignedContribution],
+) -> None:
+    copy = sign_contribution(public_key, ROUND, contributions[0].ciphertexts, firms[1])
+    with pytest.raises(ContributionRejected, match="copies"):
+        aggregate([contributions[0], copy], public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
+
+
+# --------------------------------------------------------------------------- custodian safety rule
+
+
+def test_custodian_refuses_one_contribution_when_three_are_required(
+    public_key: SplitPublicKey, shares: list[KeyShare], roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    with pytest.raises(CustodianRefused, match="at least 3"):
+        custodian_partial_decrypt(shares[0], public_key, contributions[:1], roster, 3, ROUND, ledger={})
+
+
+def test_custodian_refuses_a_minimum_below_the_floor(
+    public_key: SplitPublicKey, shares: list[KeyShare], roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    with pytest.raises(CustodianRefused, match="floor"):
+        custodian_partial_decrypt(shares[0], public_key, contributions[:2], roster, 2, ROUND, ledger={})
+
+
+def test_custodian_refuses_a_forged_signature(
+    public_key: SplitPublicKey, shares: list[KeyShare], roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    forged = dataclasses.replace(contributions[2], signature=contributions[1].signature)
+    with pytest.raises(CustodianRefused, match="bad signature"):
+        custodian_partial_decrypt(
+            shares[0], public_key, [*contributions[:2], forged, *contributions[3:]], roster, 3, ROUND, ledger={}
+        )
+
+
+def test_custodian_refuses_a_duplicated_sender(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    firms: list[Ed25519PrivateKey],
+    contributions: list[SignedContribution],
+) -> None:
+    second = encrypt_contribution(public_key, layout, VECTORS[3], ROUND, firms[0])
+    with pytest.raises(CustodianRefused, match="more than once"):
+        custodian_partial_decrypt(shares[0], public_key, [*contributions[:3], second], roster, 3, ROUND, ledger={})
+    with pytest.raises(CustodianRefused, match="more than once"):
+        custodian_partial_decrypt(
+            shares[0], public_key, [*contributions[:3], contributions[0]], roster, 3, ROUND, ledger={}
+        )
+
+
+def test_custodian_refuses_a_contribution_for_another_round(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    layout: PackingLayout,
+    roster: frozenset[str],
+    firms: list[Ed25519PrivateKey],
+    contributions: list[SignedContribution],
+) -> None:
+    stale = encrypt_contribution(public_key, layout, VECTORS[4], "2024-Q4-cement-clinker", firms[4])
+    with pytest.raises(CustodianRefused, match="round_id"):
+        custodian_partial_decrypt(shares[0], public_key, [*contributions[:4], stale], roster, 3, ROUND, ledger={})
+
+
+def test_custodian_refuses_a_second_set_for_the_same_round(
+    public_key: SplitPublicKey, shares: list[KeyShare], roster: frozenset[str], contributions: list[SignedContribution]
+) -> None:
+    # Prepare
+    ledger: dict[str, str] = {}
+    first = custodian_partial_decrypt(shares[0], public_key, contributions, roster, 3, ROUND, ledger=ledger)
+
+    # Execute / Assert: the same set again is answered identically, a subset is refused
+    again = custodian_partial_decrypt(shares[0], public_key, contributions[::-1], roster, 3, ROUND, ledger=ledger)
+    assert again.partials == first.partials
+    with pytest.raises(CustodianRefused, match="already decrypted"):
+        custodian_partial_decrypt(shares[0], public_key, contributions[:4], roster, 3, ROUND, ledger=ledger)
+    assert ledger == {ROUND: first.set_digest}
+
+
+def test_refusals_belong_to_the_protocol_error_tree() -> None:
+    assert issubclass(CustodianRefused, ProtocolError)
+    assert issubclass(ContributionRejected, ProtocolError)
+
+
+# --------------------------------------------------------------------------- share storage and CLI functions
+
+PASSWORDS = ["association-correct-horse", "national-db-battery-staple"]
+
+
+def test_saved_share_is_private_and_opens_only_with_its_password(
+    tmp_path: Path, public_key: SplitPublicKey, shares: list[KeyShare]
+) -> None:
+    # Execute
+    path = save_share(shares[0], tmp_path / "c0.share", PASSWORDS[0], public_key=public_key)
+
+    # Assert
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert str(shares[0].exponent) not in path.read_text()
+    loaded, pk = load_share(path, PASSWORDS[0])
+    assert (loaded.index, loaded.exponent, pk) == (shares[0].index, shares[0].exponent, public_key)
+    assert public_key_b64(loaded.signing_key) == public_key.custodians[0]
+    with pytest.raises(ShareUnlockFailed):
+        load_share(path, PASSWORDS[1])
+    with pytest.raises(CustodianKeyError, match="already exists"):
+        save_share(shares[0], path, PASSWORDS[0], public_key=public_key)
+
+
+def test_edited_share_header_does_not_open(tmp_path: Path, public_key: SplitPublicKey, shares: list[KeyShare]) -> None:
+    path = save_share(shares[0], tmp_path / "c0.share", PASSWORDS[0], public_key=public_key)
+    body = json.loads(path.read_text())
+    body["custodian_index"] = 1
+    path.write_text(json.dumps(body))
+    with pytest.raises(ShareUnlockFailed):
+        load_share(path, PASSWORDS[0])
+
+
+def test_share_readable_by_others_is_refused(
+    tmp_path: Path, public_key: SplitPublicKey, shares: list[KeyShare]
+) -> None:
+    path = save_share(shares[0], tmp_path / "c0.share", PASSWORDS[0], public_key=public_key)
+    path.chmod(0o644)
+    with pytest.raises(CustodianKeyError, match="mode 0644"):
+        load_share(path, PASSWORDS[0])
+
+
+def test_ceremony_and_custodian_decrypt_end_to_end(
+    tmp_path: Path, firms: list[Ed25519PrivateKey], roster: frozenset[str]
+) -> None:
+    # Prepare: a real 2048-bit ceremony with two custodians
+    out = custodian_init(tmp_path / "ceremony", 2, 2048, passwords=PASSWORDS)
+    public_key = load_public_key(out.public_key_path)
+    layout = make_layout([10**6, 10**3], max_participants=5, key_bits=public_key.bits)
+    vectors = [[10**6, -1], [-5, 1000], [77, 0], [0, -1000]]
+    cs = [encrypt_contribution(public_key, layout, v, ROUND, f) for v, f in zip(vectors, firms, strict=False)]
+    request = json.dumps({"round_id": ROUND, "contributions": [c.to_dict() for c in cs]})
+
+    # Execute
+    answers = [
+        custodian_decrypt(path, pw, request, roster=roster, min_participants=3)
+        for path, pw in zip(out.share_paths, PASSWORDS, strict=True)
+    ]
+    partials = [PartialDecryption.from_dict(json.loads(a)) for a in answers]
+
+    # Assert
+    assert combine(partials, public_key, layout, len(cs)) == [10**6 + 72, -1]
+    assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in out.share_paths)
+    assert json.loads(ledger_path(out.share_paths[0]).read_text()) == {ROUND: partials[0].set_digest}
+    subset = json.dumps({"round_id": ROUND, "contributions": [c.to_dict() for c in cs[:3]]})
+    with pytest.raises(CustodianRefused, match="already decrypted"):
+        custodian_decrypt(out.share_paths[0], PASSWORDS[0], subset, roster=roster, min_participants=3)
+    raised = json.dumps({"round_id": "other", "contributions": [c.to_dict() for c in cs], "min_participants": 5})
+    with pytest.raises(CustodianRefused, match="at least 5"):
+        custodian_decrypt(out.share_paths[1], PASSWORDS[1], raised, roster=roster, min_participants=3)
+
+
+def test_ceremony_refuses_weak_keys_and_short_passwords(tmp_path: Path) -> None:
+    with pytest.raises(CustodianKeyError, match="2048"):
+        custodian_init(tmp_path, 2, 1024, passwords=PASSWORDS)
+    with pytest.raises(CustodianKeyError, match="passwords\\[1\\]"):
+        custodian_init(tmp_path, 2, 2048, passwords=[PASSWORDS[0], "short"])
+    assert list(tmp_path.iterdir()) == []
