@@ -105,8 +105,15 @@ def _read(path: Path, fmt: Format, known: Bundle) -> tuple[Bundle, list[Diagnost
         from lca.io.jsonld import read_jsonld
 
         bundle, diags = read_jsonld(path)
+    folders = ({"process": "processes", "flow": "flows", "flow_property": "flowproperties",
+                "unit_group": "unitgroups", "lcia_method": "lciamethods", "source": "sources",
+                "contact": "contacts", "model": "lifecyclemodels"} if fmt == "ilcd" else
+               {"process": "processes", "flow": "flows", "flow_property": "flow_properties",
+                "unit_group": "unit_groups", "lcia_method": "lcia_categories", "source": "sources",
+                "contact": "actors", "model": "product_systems"})
+    suffix = "xml" if fmt == "ilcd" else "json"
     for ds in bundle.all():
-        sources.datasets[ds.uuid] = (path.name, f"{ds.uuid}")
+        sources.datasets[ds.uuid] = (f"{path.name}:{folders[dataset_kind(ds)]}/{ds.uuid}.{suffix}", "/")
     return bundle, diags, sources
 
 
