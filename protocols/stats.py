@@ -1,0 +1,479 @@
+"""Industry statistics from the summed contribution vectors, and the rules that decide whether to publish them.
+
+Everything is computed in exact rational arithmetic from the summed integers and rounded to float
+once at the end, so the only errors are the fixed-point roundings, which are bounded:
+
+* a base slot (``w``, ``x``, ``F``) carries the quantised value exactly;
+* a derived slot at its nominal scale (product of base scales) is exact too; one whose scale was
+  coarsened to fit 63 bits is off by at most half a step per firm, so its sum by ``n / (2 * scale)``.
+
+Variances are ``E[v^2] - E[v]^2``. For exact sums over quantised values this is >= 0
+(Cauchy-Schwarz); with the bounded roundings above it can come out slightly negative. A negative
+value within the rounding bound is clamped to 0; one beyond it cannot come from rounding and
+means some contribution's slots contradict each other (e.g. a ``w*x^2`` that is not the square of
+its ``x``), so :class:`~protocols.errors.AggregationError` is raised instead of publishing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.encoding import exact, from_ring
+from protocols.errors import AggregationError
+from protocols.spec import (
+    KIND_HIST,
+    RoundSpec,
+    Slot,
+    fmt_number,
+    spec_hash,
+    vector_layout,
+)
+
+__all__ = [
+    "QUANTILES",
+    "AggregateStatistics",
+    "ComponentStatistics",
+    "DisclosureDecision",
+    "FootprintStatistics",
+    "LinearityCheck",
+    "aggregate_statistics",
+    "check_disclosure",
+    "histogram_quantile",
+    "linearity_check",
+    "lognormal_gsd",
+]
+
+#: Footprint quantiles reported, as probabilities; keys are ``"p5"``, ``"p25"``, ...
+QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.50, 0.75, 0.95)
+
+DisclosureRule = Literal["min_participants", "dominance"]
+
+
+# ---------------------------------------------------------------------------------------- disclosure
+
+
+@dataclass(frozen=True)
+class DisclosureDecision:
+    """Whether a round's statistics may be published, and if not, which rule failed."""
+
+    publish: bool
+    rule: DisclosureRule | None
+    """The first rule that failed (``None`` when published)."""
+    message: str
+    n: int
+    min_participants: int
+    concentration: float
+    """``sqrt(sum w^2) / sum w``; see :func:`check_disclosure`."""
+    threshold: float
+
+
+def check_disclosure(
+    spec: RoundSpec,
+    n: int,
+    sum_w: float | Fraction,
+    sum_w2: float | Fraction,
+) -> DisclosureDecision:
+    """Apply the round's disclosure rules to the participant count and the weight sums.
+
+    Rules, in order:
+
+    1. ``min_participants``: suppress when ``n < spec.min_participants``.
+    2. ``dominance``: suppress when ``c = sqrt(sum w^2) / sum w`` exceeds
+       ``spec.dominance_threshold``.
+
+    The aggregator sees only sums, not the largest weight, so rule 2 screens with ``c``. With
+    ``p_max`` the largest firm's share of production,
+
+        ``c^2 <= p_max <= c``
+
+    (``sum w^2 >= w_max^2`` gives the right side; ``sum w^2 <= w_max * sum w`` the left). Hence
+    publishing (``c <= t``) guarantees ``p_max <= t``: the screen is conservative. It is also loose:
+    it suppresses some rounds whose largest share is below ``t`` (anything down to ``c^2``), and
+    since ``c >= 1 / sqrt(n)`` (equality for equal weights) a round with ``n < 1 / t^2`` firms is
+    always suppressed (``t = 0.6``: n <= 2).
+
+    The comparison is exact (``sum_w2 > t^2 * sum_w^2`` on rationals). The sums are taken at their
+    exact value; the threshold at the decimal it is written as in the spec (``0.6`` is 3/5, not the
+    binary float just below it), so a concentration of exactly 0.6 passes a threshold of 0.6.
+    """
+    sw, sw2 = exact(sum_w, "sum_w"), exact(sum_w2, "sum_w2")
+    t = Fraction(repr(spec.dominance_threshold))
+    conc = math.sqrt(float(sw2)) / float(sw) if sw > 0 else math.inf
+    common = {
+        "n": n,
+        "min_participants": spec.min_participants,
+        "concentration": conc,
+        "threshold": spec.dominance_threshold,
+    }
+    if n < spec.min_participants:
+        return DisclosureDecision(
+            publish=False,
+            rule="min_participants",
+            message=f"{n} participant(s); the round publishes only with at least {spec.min_participants}",
+            **common,  # type: ignore[arg-type]
+        )
+    if sw <= 0 or sw2 > t * t * sw * sw:
+        return DisclosureDecision(
+            publish=False,
+            rule="dominance",
+            message=(
+                f"concentration sqrt(Σw²)/Σw = {conc:.4f} exceeds the dominance threshold "
+                f"{fmt_number(spec.dominance_threshold)}: one firm may hold a share of production above it"
+            ),
+            **common,  # type: ignore[arg-type]
+        )
+    return DisclosureDecision(
+        publish=True,
+        rule=None,
+        message=(
+            f"{n} participants; concentration {conc:.4f} <= {fmt_number(spec.dominance_threshold)}, so no firm "
+            "holds more than that share of production"
+        ),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class ComponentStatistics:
+    """Statistics of one component over the participating firms; ``None`` when not requested."""
+
+    flow: str
+    name_en: str
+    name_zh: str
+    direction: str
+    unit: str
+    """Per reference unit, e.g. ``"kWh/t"``."""
+    n: int
+    production: float
+    """Σw, the production the statistics cover."""
+    weighted_mean: float | None
+    """Production-weighted mean Σwx / Σw."""
+    mean: float | None
+    """Unweighted mean Σx / n."""
+    weighted_sd: float | None
+    """Production-weighted population SD sqrt(Σwx²/Σw - mean_w²), clamped at 0 (see module docstring)."""
+    gsd: float | None
+    """GSD of the lognormal with the weighted mean and SD, exp(sqrt(ln(1 + SD²/mean²))); None if mean <= 0."""
+    resolution: float
+    """Bound on |weighted_mean - the weighted mean of the firms' unrounded values| from fixed point."""
+
+
+@dataclass(frozen=True)
+class FootprintStatistics:
+    """Statistics of the cradle-to-gate footprint (kg CO2e per reference unit); ``None`` when not requested."""
+
+    unit: str
+    gwp_set: str
+    weighted_mean_by_gas: dict[str, float] | None
+    weighted_mean: float | None
+    """Σ over gases of Σ wF_g / Σw."""
+    mean: float | None
+    sd: float | None
+    """Unweighted population SD (ddof 0, as ``numpy.std``)."""
+    weighted_sd: float | None
+    gsd: float | None
+    """Lognormal GSD from the weighted mean and weighted SD (when both are available)."""
+    quantiles: dict[str, float] | None
+    """p5, p25, p50, p75, p95 interpolated in the histogram (see :func:`histogram_quantile`)."""
+    histogram: tuple[int, ...] | None
+    """Firms per bin. For the aggregator's use only: a bin holding one firm tells that firm's range."""
+    edges: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class AggregateStatistics:
+    """The statistics of one round, with the disclosure decision that governs their publication."""
+
+    round_id: str
+    spec_hash: str
+    n: int
+    production: float
+    concentration: float
+    disclosure: DisclosureDecision
+    components: tuple[ComponentStatistics, ...]
+    footprint: FootprintStatistics
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """What may be published: everything but the histogram when the rules pass, else only the decision."""
+        out: dict[str, Any] = {
+            "round_id": self.round_id,
+            "spec_hash": self.spec_hash,
+            "n": self.n,
+            "disclosure": asdict(self.disclosure),
+        }
+        if not self.disclosure.publish:
+            return out
+        footprint = asdict(self.footprint)
+        footprint.pop("histogram")
+        out |= {
+            "production": self.production,
+            "concentration": self.concentration,
+            "components": [asdict(c) for c in self.components],
+            "footprint": footprint,
+        }
+        return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def lognormal_gsd(mean: float, sd: float) -> float | None:
+    """GSD of the lognormal with arithmetic ``mean`` and ``sd`` (moment matching); ``None`` if mean <= 0.
+
+    ``sigma^2 = ln(1 + sd^2 / mean^2)`` and ``GSD = exp(sigma)``.
+    """
+    if not mean > 0:
+        return None
+    return math.exp(math.sqrt(math.log1p((sd / mean) ** 2)))
+
+
+def histogram_quantile(counts: Sequence[int], edges: Sequence[float], p: float) -> float:
+    """The ``p``-quantile of grouped data by linear interpolation within the bin (uniform in the bin).
+
+    The rank ``r = p * n`` falls in the first bin whose cumulative count reaches it; the result is
+    ``lo + (r - below) / count * (hi - lo)``. Exact to within the width of that bin.
+    """
+    n = sum(counts)
+    if n <= 0 or not 0 < p < 1:
+        raise ValueError(f"quantile {p} of {n} observations; accepted: n >= 1 and 0 < p < 1")
+    rank = Fraction(p) * n
+    below = 0
+    for b, count in enumerate(counts):
+        if count > 0 and below + count >= rank:
+            lo, hi = Fraction(edges[b]), Fraction(edges[b + 1])
+            return float(lo + (rank - below) / count * (hi - lo))
+        below += count
+    raise AssertionError("unreachable: the counts sum to n >= rank")  # pragma: no cover
+
+
+def _rounding(slot: Slot, n: int) -> Fraction:
+    """Bound on |sum - exact sum| of a slot over n firms: 0 when every value is a whole number of steps."""
+    if (slot.scale / slot.nominal_scale).denominator == 1:
+        return Fraction(0)
+    return Fraction(n, 2) / slot.scale
+
+
+def _variance(second: Fraction, second_err: Fraction, mean: Fraction, mean_err: Fraction, what: str) -> Fraction:
+    """``second - mean^2`` clamped at 0, or an error when it is more negative than rounding allows."""
+    var = second - mean * mean
+    tolerance = second_err + 2 * abs(mean) * mean_err + mean_err * mean_err
+    if var < -tolerance:
+        raise AggregationError(
+            f"{what}: E[v²] - E[v]² = {float(var):.6g} is negative beyond the rounding bound {float(tolerance):.3g}; "
+            "the summed slots are inconsistent (some contribution's squares do not match its values)"
+        )
+    return max(var, Fraction(0))
+
+
+def _sqrt(value: Fraction) -> float:
+    return math.sqrt(float(value))
+
+
+# ----------------------------------------------------------------------------------------- compute
+
+
+def aggregate_statistics(
+    spec: RoundSpec,
+    summed_ints: Sequence[int] | npt.NDArray[np.uint64],
+    n: int,
+) -> AggregateStatistics:
+    """Compute the round's statistics from the slot-wise sums of ``n`` contributions.
+
+    Parameters
+    ----------
+    spec
+        The round spec the contributions were built for.
+    summed_ints
+        Signed slot sums (as from :func:`protocols.encoding.from_ring`), or the ``uint64`` ring sum itself.
+    n
+        The number of contributions summed.
+
+    Returns
+    -------
+    AggregateStatistics
+        With the disclosure decision; computed even when suppressed (the caller MUST NOT publish
+        then -- :meth:`AggregateStatistics.to_public_dict` enforces it).
+
+    Raises
+    ------
+    AggregationError
+        Wrong vector length, ``n`` outside 1..max_participants, a count or histogram that does not
+        sum to ``n``, a sum beyond ``n`` times its slot bound or negative in a non-negative slot,
+        or inconsistent second moments.
+    """
+    if isinstance(summed_ints, np.ndarray):
+        summed_ints = from_ring(summed_ints)
+    slots = vector_layout(spec)
+    if len(summed_ints) != len(slots):
+        raise AggregationError(f"summed vector has {len(summed_ints)} slots; the round's layout has {len(slots)}")
+    if not 1 <= n <= spec.max_participants:
+        raise AggregationError(
+            f"n = {n} contributions; accepted: 1 to max_participants {spec.max_participants} "
+            "(the overflow proof's limit)"
+        )
+    if int(summed_ints[0]) != n:  # slot 0 is the count
+        raise AggregationError(
+            f"count slot sums to {int(summed_ints[0])} but n = {n}: contributions are missing or extra"
+        )
+    sums: dict[str, int] = {}
+    for s, total in zip(slots, summed_ints, strict=True):
+        total = int(total)
+        if abs(total) > n * s.bound_int or (not s.signed and total < 0):
+            raise AggregationError(
+                f"slot {s.name!r}: sum {total} is impossible for {n} contributions bounded by {s.bound_int} "
+                f"({'signed' if s.signed else 'non-negative'})"
+            )
+        sums[s.name] = total
+    by_name = {s.name: s for s in slots}
+    if sums["w"] < n:
+        raise AggregationError(f"weight slot sums to {sums['w']} steps for {n} firms; each firm has at least 1")
+
+    def value(name: str) -> Fraction | None:
+        return Fraction(sums[name]) / by_name[name].scale if name in sums else None
+
+    def err(name: str) -> Fraction:
+        return _rounding(by_name[name], n)
+
+    stats = set(spec.statistics)
+    sw = value("w")
+    sw2 = value("w2")
+    assert sw is not None and sw2 is not None  # always in the layout
+    # Take Σw² at its upper rounding bound so a coarsened w2 slot cannot loosen the dominance screen.
+    disclosure = check_disclosure(spec, n, sw, sw2 + err("w2"))
+
+    components: list[ComponentStatistics] = []
+    for c in spec.components:
+        swx, sx, swx2 = value(f"wx[{c.name_en}]"), value(f"x[{c.name_en}]"), value(f"wx2[{c.name_en}]")
+        m_w = swx / sw if swx is not None else None
+        m_err = err(f"wx[{c.name_en}]") / sw if swx is not None else Fraction(0)
+        sd_w: float | None = None
+        if m_w is not None and swx2 is not None:
+            var = _variance(swx2 / sw, err(f"wx2[{c.name_en}]") / sw, m_w, m_err, f"component {c.name_en!r}")
+            sd_w = _sqrt(var)
+        gsd = lognormal_gsd(float(m_w), sd_w) if m_w is not None and sd_w is not None else None
+        components.append(
+            ComponentStatistics(
+                flow=c.flow,
+                name_en=c.name_en,
+                name_zh=c.name_zh,
+                direction=c.direction,
+                unit=spec.per_unit(c.unit),
+                n=n,
+                production=float(sw),
+                weighted_mean=float(m_w) if m_w is not None and "weighted_mean" in stats else None,
+                mean=float(sx / n) if sx is not None else None,
+                weighted_sd=sd_w if "weighted_sd" in stats else None,
+                gsd=gsd if "gsd" in stats else None,
+                # slot rounding + each x off by <= half a step + each w off by <= half a step, which
+                # moves a weighted mean by <= Σ|δw|·max|x - mean| / Σw <= n·(1/(2 s_w))·2·bound / Σw
+                resolution=float(
+                    m_err + Fraction(1, 2 * c.scale) + n * Fraction(c.bound) / (spec.weight.scale * sw)
+                ),
+            )
+        )
+
+    fp = spec.footprint
+    by_gas: dict[str, Fraction] | None = None
+    wmean: Fraction | None = None
+    wmean_err = Fraction(0)
+    if all(f"wF[{g}]" in sums for g in fp.gases):
+        by_gas = {g: value(f"wF[{g}]") / sw for g in fp.gases}  # type: ignore[operator]
+        wmean = sum(by_gas.values(), Fraction(0))
+        wmean_err = sum((err(f"wF[{g}]") for g in fp.gases), Fraction(0)) / sw
+    sf, sf2, swf2 = value("F"), value("F2"), value("wF2")
+    mean = sf / n if sf is not None else None
+    sd: float | None = None
+    if mean is not None and sf2 is not None:
+        sd = _sqrt(_variance(sf2 / n, err("F2") / n, mean, Fraction(0), "footprint"))
+    sd_w = None
+    if wmean is not None and swf2 is not None:
+        # Σ_g q(F_g) and q(F) differ by up to (G + 1) half-steps per firm: part of the mean's error here.
+        mismatch = Fraction(len(fp.gases) + 1, 2 * fp.scale)
+        var = _variance(swf2 / sw, err("wF2") / sw, wmean, wmean_err + mismatch, "footprint (weighted)")
+        sd_w = _sqrt(var)
+    counts: tuple[int, ...] | None = None
+    quantiles: dict[str, float] | None = None
+    hist_slots = [s for s in slots if s.kind == KIND_HIST]
+    if hist_slots:
+        counts = tuple(sums[s.name] for s in hist_slots)
+        if sum(counts) != n:
+            raise AggregationError(f"histogram counts sum to {sum(counts)} but n = {n}")
+        quantiles = {f"p{round(p * 100)}": histogram_quantile(counts, fp.histogram_edges, p) for p in QUANTILES}
+    footprint = FootprintStatistics(
+        unit=spec.per_unit(fp.unit),
+        gwp_set=fp.gwp_set,
+        weighted_mean_by_gas=(
+            {g: float(v) for g, v in by_gas.items()}
+            if by_gas is not None and "footprint_weighted_mean" in stats
+            else None
+        ),
+        weighted_mean=float(wmean) if wmean is not None and "footprint_weighted_mean" in stats else None,
+        mean=float(mean) if mean is not None and "footprint_mean" in stats else None,
+        sd=sd if "footprint_sd" in stats else None,
+        weighted_sd=sd_w if "footprint_weighted_sd" in stats else None,
+        gsd=lognormal_gsd(float(wmean), sd_w) if wmean is not None and sd_w is not None else None,
+        quantiles=quantiles if "footprint_quantiles" in stats else None,
+        histogram=counts if "footprint_quantiles" in stats else None,
+        edges=tuple(fp.histogram_edges),
+    )
+    return AggregateStatistics(
+        round_id=spec.round_id,
+        spec_hash=spec_hash(spec),
+        n=n,
+        production=float(sw),
+        concentration=disclosure.concentration,
+        disclosure=disclosure,
+        components=tuple(components),
+        footprint=footprint,
+    )
+
+
+# -------------------------------------------------------------------------------------- cross-check
+
+
+@dataclass(frozen=True)
+class LinearityCheck:
+    """Reported weighted-mean footprint of one gas against the one the components and background imply."""
+
+    gas: str
+    reported: float
+    predicted: float
+    """Σ_c background_factors[c][gas] × weighted mean of component c."""
+    residual: float
+    """reported - predicted: the footprint from flows outside the components, or another background."""
+
+
+def linearity_check(spec: RoundSpec, stats: AggregateStatistics) -> list[LinearityCheck]:
+    """Cross-check the footprint against the components by linearity.
+
+    A firm's footprint is linear in its flows: ``F_g = Σ_c x_c b_cg + r_g`` with ``b`` the round's
+    background factors and ``r_g`` the rest. Weighted means are linear too, so the weighted mean of
+    ``F_g`` equals ``Σ_c b_cg mean_w(x_c) + mean_w(r_g)``; the residual is the weighted mean of the
+    rest, 0 (to rounding) when every firm computed its footprint from the components with the
+    round's background. A large residual means firms used other data or other system boundaries.
+
+    Returns an empty list when the weighted means needed were not requested.
+    """
+    fp = stats.footprint
+    if fp.weighted_mean_by_gas is None or any(c.weighted_mean is None for c in stats.components):
+        return []
+    means = {c.flow: c.weighted_mean for c in stats.components}
+    out: list[LinearityCheck] = []
+    for gas in spec.footprint.gases:
+        predicted = math.fsum(
+            by_gas.get(gas, 0.0) * means[flow]  # type: ignore[operator]
+            for flow, by_gas in spec.background_factors.items()
+        )
+        reported = fp.weighted_mean_by_gas[gas]
+        out.append(LinearityCheck(gas, reported, predicted, reported - predicted))
+    return out

@@ -1,0 +1,302 @@
+"""Aggregate statistics by the encoded route equal the plaintext ones; disclosure rules; consistency checks."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from protocols.contribution import (
+    Contribution,
+    FirmInput,
+    build_contribution,
+    example_firms,
+    vector_layout,
+)
+from protocols.encoding import from_ring, ring_sum
+from protocols.errors import AggregationError
+from protocols.spec import (
+    Component,
+    Footprint,
+    Product,
+    ReferencePeriod,
+    RoundSpec,
+    Weight,
+    example_spec,
+)
+from protocols.stats import (
+    AggregateStatistics,
+    aggregate_statistics,
+    check_disclosure,
+    histogram_quantile,
+    linearity_check,
+    lognormal_gsd,
+)
+
+FLOW = "11111111-2222-4333-8444-555555555555"
+
+
+def _hand_spec(**overrides: object) -> RoundSpec:
+    fields: dict[str, object] = {
+        "round_id": "hand",
+        "product": Product(
+            name_zh="产品", name_en="Product", classification_code="3216",
+            reference_flow="99999999-8888-4777-8666-555555555555",
+        ),
+        "region": "CN-YN",
+        "reference_period": ReferencePeriod(start=date(2024, 1, 1), end=date(2024, 12, 31)),
+        "reference_unit": "t",
+        "components": [
+            Component(flow=FLOW, name_en="Input", name_zh="输入", direction="input", unit="kg", scale=1000,
+                      bound=100.0)
+        ],
+        "weight": Weight(unit="t", scale=1, bound=100.0),
+        "footprint": Footprint(
+            gases=["fossil", "biogenic"], gwp_set="AR6", scale=1000, bound=50.0,
+            histogram_edges=[0.0, 10.0, 20.0, 30.0, 40.0, 50.0],
+        ),
+        "background_factors": {FLOW: {"fossil": 10.0}},
+        "max_participants": 10,
+        "deadline": datetime(2025, 1, 1, tzinfo=UTC),
+    }  # fmt: skip
+    fields.update(overrides)
+    return RoundSpec(**fields)  # type: ignore[arg-type]
+
+
+# weights, input values and footprints chosen so every statistic can be worked out by hand
+HAND_W = [1.0, 1.0, 2.0, 4.0]
+HAND_X = [1.0, 2.0, 3.0, 4.0]
+HAND_F = [10.0, 20.0, 30.0, 40.0]
+
+
+def _sum(spec: RoundSpec, contributions: list[Contribution]) -> list[int]:
+    return from_ring(ring_sum(c.to_ring() for c in contributions))
+
+
+def _hand_contributions(spec: RoundSpec) -> list[Contribution]:
+    return [
+        build_contribution(spec, {FLOW: x}, w, {"fossil": f - 1.0, "biogenic": 1.0})
+        for w, x, f in zip(HAND_W, HAND_X, HAND_F, strict=True)
+    ]
+
+
+def test_four_firm_example_by_hand() -> None:
+    spec = _hand_spec()
+    stats = aggregate_statistics(spec, _sum(spec, _hand_contributions(spec)), 4)
+    (c,) = stats.components
+    assert stats.n == 4 and stats.production == 8.0
+    assert c.weighted_mean == 25 / 8  # (1 + 2 + 6 + 16) / 8
+    assert c.mean == 2.5
+    assert c.weighted_sd == math.sqrt(71 / 64)  # 87/8 - (25/8)^2
+    assert c.gsd == pytest.approx(math.exp(math.sqrt(math.log(696 / 625))), rel=1e-15)
+    assert stats.concentration == math.sqrt(22) / 8
+    fp = stats.footprint
+    assert fp.weighted_mean_by_gas == {"fossil": 30.25, "biogenic": 1.0}
+    assert fp.weighted_mean == 250 / 8
+    assert fp.mean == 25.0
+    assert fp.sd == math.sqrt(125.0)  # (15² + 5² + 5² + 15²) / 4
+    assert fp.weighted_sd == math.sqrt(8700 / 8 - (250 / 8) ** 2)
+    assert fp.histogram == (0, 1, 1, 1, 1)
+    # ranks p*n = 0.2, 1, 2, 3, 3.8 fall in bins [10,20), [10,20), [20,30), [30,40), [40,50]
+    assert fp.quantiles == {"p5": 12.0, "p25": 20.0, "p50": 30.0, "p75": 40.0, "p95": 48.0}
+    assert stats.disclosure.publish and stats.disclosure.rule is None
+
+
+def test_aluminium_example_equals_numpy_on_the_floats_within_fixed_point_resolution() -> None:
+    spec = example_spec()
+    firms = example_firms(spec)
+    contributions = [build_contribution(spec, f.values, f.weight, f.footprint_by_gas) for f in firms]
+    stats = aggregate_statistics(spec, ring_sum(c.to_ring() for c in contributions), len(firms))
+    _compare_with_numpy(spec, firms, stats)
+
+
+def _compare_with_numpy(spec: RoundSpec, firms: list[FirmInput], stats: AggregateStatistics) -> None:
+    w = np.array([f.weight for f in firms])
+    for i, comp in enumerate(spec.components):
+        got = stats.components[i]
+        x = np.array([f.values[comp.flow] for f in firms])
+        mean_w = np.average(x, weights=w)
+        sd_w = math.sqrt(np.average((x - mean_w) ** 2, weights=w))
+        assert abs(got.weighted_mean - mean_w) <= got.resolution, comp.name_en
+        assert got.mean == pytest.approx(x.mean(), abs=0.5 / comp.scale)
+        assert got.weighted_sd == pytest.approx(sd_w, rel=1e-6, abs=1 / comp.scale)
+        assert got.gsd == pytest.approx(lognormal_gsd(mean_w, sd_w), rel=1e-6)
+    f = np.array([sum(fi.footprint_by_gas.values()) for fi in firms])
+    fp = stats.footprint
+    step = len(spec.footprint.gases) / spec.footprint.scale
+    assert fp.weighted_mean == pytest.approx(np.average(f, weights=w), abs=step)
+    assert fp.mean == pytest.approx(f.mean(), abs=step)
+    assert fp.sd == pytest.approx(f.std(), rel=1e-6, abs=step)
+    sd_w = math.sqrt(np.average((f - np.average(f, weights=w)) ** 2, weights=w))
+    assert fp.weighted_sd == pytest.approx(sd_w, rel=1e-5)
+    for gas in spec.footprint.gases:
+        g = np.array([fi.footprint_by_gas[gas] for fi in firms])
+        assert fp.weighted_mean_by_gas is not None
+        assert fp.weighted_mean_by_gas[gas] == pytest.approx(np.average(g, weights=w), abs=step)
+    counts, _ = np.histogram(f, bins=spec.footprint.histogram_edges)
+    assert fp.histogram is not None and list(fp.histogram) == counts.tolist()
+    # weights are quantised to whole tonnes (scale 1): relative error up to 0.5 t / 1e4 t
+    concentration = math.sqrt((w**2).sum()) / w.sum()
+    assert stats.concentration == pytest.approx(concentration, rel=1e-4)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_industries_match_numpy_including_coarsened_slots(seed: int) -> None:
+    # 40 firms with values spread over the whole plausible range, weights up to the 1e7 t bound.
+    spec = example_spec(max_participants=1000)
+    rng = np.random.default_rng(seed)
+    firms: list[FirmInput] = []
+    for k in range(40):
+        values = {c.flow: float(rng.uniform(0, c.bound)) for c in spec.components}
+        by_gas = {g: float(rng.uniform(0, spec.footprint.bound / 5)) for g in spec.footprint.gases}
+        firms.append(FirmInput(f"firm {k}", values, float(rng.uniform(1e4, 1e7)), by_gas))
+    contributions = [build_contribution(spec, f.values, f.weight, f.footprint_by_gas) for f in firms]
+    stats = aggregate_statistics(spec, _sum(spec, contributions), len(firms))
+    _compare_with_numpy(spec, firms, stats)
+
+
+def test_linearity_cross_check_closes_for_the_round_background_and_shows_extra_emissions() -> None:
+    spec = example_spec()
+    firms = example_firms(spec)
+    summed = _sum(spec, [build_contribution(spec, f.values, f.weight, f.footprint_by_gas) for f in firms])
+    checks = linearity_check(spec, aggregate_statistics(spec, summed, 4))
+    assert [c.gas for c in checks] == spec.footprint.gases
+    assert all(abs(c.residual) <= 1e-2 for c in checks)
+    extra = [
+        build_contribution(spec, f.values, f.weight, f.footprint_by_gas | {"CO2": f.footprint_by_gas["CO2"] + 100.0})
+        for f in firms
+    ]
+    shifted = {c.gas: c for c in linearity_check(spec, aggregate_statistics(spec, _sum(spec, extra), 4))}
+    assert shifted["CO2"].residual == pytest.approx(100.0, abs=1e-2)
+
+
+# -------------------------------------------------------------------------------------- disclosure
+
+
+def test_too_few_participants_are_suppressed_by_min_participants() -> None:
+    spec = _hand_spec()
+    contributions = _hand_contributions(spec)[:2]
+    stats = aggregate_statistics(spec, _sum(spec, contributions), 2)
+    assert not stats.disclosure.publish
+    assert stats.disclosure.rule == "min_participants"
+    assert "at least 3" in stats.disclosure.message
+    public = stats.to_public_dict()
+    assert "components" not in public and "footprint" not in public and public["n"] == 2
+
+
+def test_dominant_firm_is_suppressed_by_dominance() -> None:
+    spec = _hand_spec()
+    contributions = [build_contribution(spec, {FLOW: 1.0}, w, {"fossil": 10.0, "biogenic": 0.0}) for w in (97, 1, 1, 1)]
+    stats = aggregate_statistics(spec, _sum(spec, contributions), 4)
+    assert stats.disclosure.rule == "dominance"
+    assert stats.concentration == pytest.approx(math.sqrt(97**2 + 3) / 100)
+    assert "components" not in stats.to_public_dict()
+
+
+def test_min_participants_is_reported_before_dominance() -> None:
+    decision = check_disclosure(_hand_spec(), 2, 100.0, 9_000.0)
+    assert decision.rule == "min_participants"
+
+
+@pytest.mark.parametrize(
+    ("weights", "threshold", "publish"),
+    [
+        ([1, 1, 1, 1], 0.5, True),  # c = 1/2 exactly: at the threshold, not above it
+        ([1, 1, 1], 0.5, False),  # c = 0.577 > 0.5 although the largest share is 1/3: the screen is loose
+        ([5, 3, 1, 1], 0.6, True),  # c = 0.6 exactly (sqrt(36)/10)
+        ([6, 2, 1, 1], 0.6, False),  # c = 0.648, largest share 0.6
+    ],
+)
+def test_dominance_screen_is_exact_and_conservative(weights: list[int], threshold: float, publish: bool) -> None:
+    spec = _hand_spec(dominance_threshold=threshold, min_participants=3)
+    sw, sw2 = sum(weights), sum(v * v for v in weights)
+    decision = check_disclosure(spec, len(weights), sw, sw2)
+    assert decision.publish is publish
+    c, share = decision.concentration, max(weights) / sw
+    assert c**2 <= share + 1e-12 and share <= c + 1e-12  # c² <= largest share <= c
+    if decision.publish:
+        assert share <= threshold
+
+
+def test_published_dict_has_statistics_but_not_the_histogram() -> None:
+    spec = _hand_spec()
+    public = aggregate_statistics(spec, _sum(spec, _hand_contributions(spec)), 4).to_public_dict()
+    assert public["components"][0]["weighted_mean"] == 3.125
+    assert "histogram" not in public["footprint"] and public["footprint"]["quantiles"]["p50"] == 30.0
+
+
+# ----------------------------------------------------------------------------------- consistency
+
+
+def test_inconsistent_squares_are_an_error_not_a_clamped_zero() -> None:
+    spec = _hand_spec()
+    summed = _sum(spec, _hand_contributions(spec))
+    slot = next(s for s in vector_layout(spec) if s.name == "wx2[Input]")
+    summed[vector_layout(spec).index(slot)] -= 20 * int(slot.scale)  # Σwx² 87 -> 67: E_w[x²] < E_w[x]²
+    with pytest.raises(AggregationError, match="'Input'.*inconsistent"):
+        aggregate_statistics(spec, summed, 4)
+
+
+def test_rounding_sized_negative_variance_is_clamped_to_zero() -> None:
+    # Equal values: exact variance 0; the coarse w·x² slot rounds each firm's term down.
+    spec = _hand_spec(slot_scale_exponents={"wx2[Input]": -1})
+    contributions = [build_contribution(spec, {FLOW: 1.4}, 7.0, {"fossil": 1.0, "biogenic": 0.0}) for _ in range(4)]
+    stats = aggregate_statistics(spec, _sum(spec, contributions), 4)
+    assert stats.components[0].weighted_sd == 0.0  # 7·1.96 = 13.72 -> 10 per firm at scale 1/10
+
+
+def test_count_length_and_bound_mismatches_are_errors() -> None:
+    spec = _hand_spec()
+    summed = _sum(spec, _hand_contributions(spec))
+    with pytest.raises(AggregationError, match="count slot sums to 4 but n = 3"):
+        aggregate_statistics(spec, summed, 3)
+    with pytest.raises(AggregationError, match="layout"):
+        aggregate_statistics(spec, summed[:-1], 4)
+    with pytest.raises(AggregationError, match="max_participants"):
+        aggregate_statistics(spec, summed, 11)
+    wrapped = list(summed)
+    wrapped[1] = -5  # production can never sum negative
+    with pytest.raises(AggregationError, match="slot 'w'"):
+        aggregate_statistics(spec, wrapped, 4)
+    broken_hist = list(summed)
+    broken_hist[-1] += 1
+    broken_hist[-2] -= 1
+    broken_hist[-3] -= 1
+    with pytest.raises(AggregationError, match="histogram counts sum to 3"):
+        aggregate_statistics(spec, broken_hist, 4)
+
+
+def test_statistics_not_requested_are_not_reported() -> None:
+    spec = _hand_spec(statistics=["weighted_mean", "footprint_quantiles"])
+    contributions = _hand_contributions(spec)
+    stats = aggregate_statistics(spec, _sum(spec, contributions), 4)
+    (c,) = stats.components
+    assert c.weighted_mean == 3.125
+    assert (c.mean, c.weighted_sd, c.gsd) == (None, None, None)
+    assert stats.footprint.mean is None and stats.footprint.weighted_mean is None
+    assert stats.footprint.quantiles is not None
+    assert linearity_check(spec, stats) == []
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def test_histogram_quantile_interpolates_within_the_bin() -> None:
+    assert histogram_quantile([2, 0, 2], [0.0, 1.0, 2.0, 3.0], 0.5) == 1.0  # r = 2: top of the first bin
+    assert histogram_quantile([4], [10.0, 20.0], 0.25) == 12.5
+    with pytest.raises(ValueError):
+        histogram_quantile([0, 0], [0.0, 1.0, 2.0], 0.5)
+
+
+def test_lognormal_gsd_moment_matching() -> None:
+    assert lognormal_gsd(1.0, 0.0) == 1.0
+    assert lognormal_gsd(2.0, 2.0) == pytest.approx(math.exp(math.sqrt(math.log(2.0))))
+    assert lognormal_gsd(0.0, 1.0) is None and lognormal_gsd(-1.0, 1.0) is None
+
+
+def test_fraction_sums_are_accepted_by_check_disclosure() -> None:
+    decision = check_disclosure(_hand_spec(), 4, Fraction(8), Fraction(22))
+    assert decision.publish and decision.concentration == pytest.approx(math.sqrt(22) / 8)
