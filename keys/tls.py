@@ -1,0 +1,220 @@
+"""TLS material for the SuperLink (a private CA and a server certificate) and SuperNode authentication key pairs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "DEFAULT_HOSTS",
+    "SuperNodeAuthKeys",
+    "TlsFiles",
+    "generate_ca",
+    "generate_supernode_auth_keys",
+    "issue_server_certificate",
+    "write_tls_files",
+]
+
+DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+"""Names a loopback SuperLink is reached by; every one goes into the certificate's SAN."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for ``flower-superlink --ssl-ca-certfile/--ssl-certfile/--ssl-keyfile``.
+
+    ``ca_cert`` is also what SuperNodes (``--root-certificates``) and the ``flwr`` CLI
+    (``root-certificates``) use to verify the SuperLink.
+    """
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+@dataclass(frozen=True)
+class SuperNodeAuthKeys:
+    """A SuperNode's authentication key pair (EC P-384).
+
+    ``private_key`` (OpenSSH private-key format, mode 0600) goes to ``flower-supernode
+    --auth-supernode-private-key``; ``public_key`` (OpenSSH format) to
+    ``flwr supernode register``.
+    """
+
+    private_key: Path
+    public_key: Path
+
+
+def _now(now: dt.datetime | None) -> dt.datetime:
+    moment = now if now is not None else dt.datetime.now(dt.UTC)
+    if moment.tzinfo is None:
+        raise ValueError(f"now={moment!r}: naive datetime; accepted: a timezone-aware datetime")
+    return moment
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret file readable by its owner only, atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=".key-", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def generate_ca(
+    common_name: str = "pcf-dataspace CA", *, now: dt.datetime | None = None, days: int = 3650
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Create a self-signed CA (EC P-384, path length 0: it signs server certificates only).
+
+    Parameters
+    ----------
+    common_name : str
+        Subject CN of the CA.
+    now : datetime | None
+        Start of validity (timezone-aware); defaults to the current time.
+    days : int
+        Validity period.
+
+    Returns
+    -------
+    tuple
+        ``(ca_private_key, ca_certificate)``.
+    """
+    start = _now(now)
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - dt.timedelta(minutes=5))
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA384())
+    )
+    return key, cert
+
+
+def issue_server_certificate(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    hosts: Sequence[str] = DEFAULT_HOSTS,
+    *,
+    now: dt.datetime | None = None,
+    days: int = 365,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Issue a TLS server certificate for ``hosts`` (DNS names and IP addresses, all in the SAN).
+
+    Returns
+    -------
+    tuple
+        ``(server_private_key, server_certificate)``.
+    """
+    if not hosts:
+        raise ValueError("issue_server_certificate: hosts is empty; accepted: at least one DNS name or IP address")
+    start = _now(now)
+    key = ec.generate_private_key(ec.SECP384R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - dt.timedelta(minutes=5))
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA384())
+    )
+    return key, cert
+
+
+def write_tls_files(
+    directory: str | os.PathLike[str], hosts: Sequence[str] = DEFAULT_HOSTS, *, now: dt.datetime | None = None
+) -> TlsFiles:
+    """Create a CA and a server certificate for ``hosts`` and write them as PEM files.
+
+    Writes ``ca.crt``, ``server.pem`` and ``server.key`` (mode 0600) into ``directory``
+    (created if missing). The CA private key is not kept: a new server certificate
+    means a new CA, so no long-lived signing key lies around.
+    """
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = generate_ca(now=now)
+    server_key, server_cert = issue_server_certificate(ca_key, ca_cert, hosts, now=now)
+    files = TlsFiles(target / "ca.crt", target / "server.pem", target / "server.key")
+    files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(files.server_key, _key_pem(server_key))
+    return files
+
+
+def generate_supernode_auth_keys(directory: str | os.PathLike[str], name: str) -> SuperNodeAuthKeys:
+    """Create a SuperNode authentication key pair (EC P-384, as ``flwr supernode register`` requires).
+
+    Writes ``<name>.key`` (OpenSSH private key, mode 0600) and ``<name>.pub`` (OpenSSH public
+    key) into ``directory``.
+    """
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    files = SuperNodeAuthKeys(target / f"{name}.key", target / f"{name}.pub")
+    # flower-supernode reads the private key with load_ssh_private_key: OpenSSH format.
+    _write_private(
+        files.private_key,
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ),
+    )
+    files.public_key.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
+    )
+    return files
