@@ -306,3 +306,103 @@ def export_cmd(
         _print_json({"written": str(out), "format": fmt, "counts": counts})
     else:
         console.print(f"wrote {out} ({fmt}): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+# -- aggregation rounds ------------------------------------------------------------------------
+
+
+def _round_error(exc: Exception, as_json: bool) -> typer.Exit:
+    return _fail(str(exc), EXIT_ROUND, as_json)
+
+
+@node_app.command("preview")
+def preview_cmd(
+    round_id: Annotated[str, typer.Argument(help="The round id of an invitation.")],
+    process: Annotated[str, typer.Option("--process", help="UUID of your process to contribute.")],
+    confirm_zeros: Annotated[bool, typer.Option("--confirm-zeros", help="Contribute components your process "
+                                                "lacks as explicit zeros.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show, on this machine only, exactly the vector this node would contribute, with units."""
+    from node import rounds
+    from protocols.errors import ProtocolError
+
+    store = open_store(db)
+    try:
+        p = rounds.preview(store, round_id, process, confirm_zeros=confirm_zeros)
+    except (ProtocolError, LCAError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    data = p.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[bold]Round {round_id}[/bold]: {p.spec.product.name_en} / {p.spec.product.name_zh}, "
+                  f"{p.spec.region}, protocol {p.spec.protocol}")
+    console.print(f"process {data['process']} version {data['process_version']}, weight {data['weight']:g} "
+                  f"{data['weight_unit']}; own footprint {data['footprint_total']:.6g} {data['footprint_unit']}")
+    if data["confirmed_zeros"]:
+        console.print("confirmed zeros: " + "; ".join(data["confirmed_zeros"]))
+    table = Table(title="what would leave this node (masked or encrypted; the aggregator never sees it in clear)")
+    for col in ("slot", "value", "unit", "integer"):
+        table.add_column(col, overflow="fold")
+    for r in data["slots"]:
+        table.add_row(r["slot"], f"{r['value']:.10g}", r["unit"], str(r["integer"]))
+    console.print(table)
+    console.print(f"vector SHA-256 {data['vector_sha256']}")
+
+
+@node_app.command("approve")
+def approve_cmd(
+    round_id: Annotated[str, typer.Argument(help="The round id of an invitation.")],
+    process: Annotated[str, typer.Option("--process", help="UUID of your process to contribute.")],
+    confirm_zeros: Annotated[bool, typer.Option("--confirm-zeros", help="Contribute components your process "
+                                                "lacks as explicit zeros.")] = False,
+    by: Annotated[str, typer.Option("--by", help="Who approves (recorded with the consent).")] = "",
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record consent to contribute exactly the previewed vector; nothing is sent without it."""
+    from node import rounds
+    from protocols.errors import ProtocolError
+
+    store = open_store(db)
+    try:
+        p = rounds.approve(store, round_id, process, confirm_zeros=confirm_zeros, approved_by=by)
+    except (ProtocolError, LCAError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"round_id": round_id, "process": p.mapping.process_uuid,
+                     "process_version": p.mapping.process_version, "vector_sha256": p.digest})
+    else:
+        console.print(f"approved round {round_id} with process {p.mapping.process_uuid} "
+                      f"version {p.mapping.process_version}; vector SHA-256 {p.digest}")
+
+
+@node_app.command("outbox")
+def outbox_cmd(
+    round_id: Annotated[str | None, typer.Option("--round", help="Only this round.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every message that left this node: time, round, recipient, stage, size, SHA-256."""
+    from node import rounds
+
+    store = open_store(db)
+    rows = rounds.outbox(store, round_id)
+    store.close()
+    items = [{"sent_at": r.sent_at.isoformat(), "round_id": r.round_id, "recipient": r.recipient,
+              "stage": r.stage, "size": r.size, "sha256": r.sha256} for r in rows]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title=f"outbox ({len(items)} messages)")
+    for col in ("sent at", "round", "recipient", "stage", "bytes", "sha256"):
+        table.add_column(col, overflow="fold")
+    for i in items:
+        table.add_row(i["sent_at"][:19], i["round_id"], i["recipient"], i["stage"], str(i["size"]), i["sha256"][:16])
+    console.print(table)

@@ -1,0 +1,154 @@
+"""Map a local process to a round's schema and build the contribution the firm previews and approves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from lca.errors import LCAError, UnitError
+from lca.model import Bundle, Process
+from lca.units import convert, unit_factor
+from protocols.contribution import Contribution, build_contribution
+from protocols.errors import ContributionError
+from protocols.spec import Component, RoundSpec, spec_hash
+
+__all__ = ["ProcessMapping", "contribution_digest", "make_contribution", "map_process"]
+
+_AGGREGATE_GASES = {"fossil", "biogenic", "land_use", "total"}
+
+
+@dataclass
+class ProcessMapping:
+    """A process's values on a round's schema, per reference unit of the round's product."""
+
+    process_uuid: str
+    process_version: str
+    values: dict[str, float]
+    """Component flow UUID -> value in the component's unit per reference unit."""
+    missing: list[Component]
+    """Components the process has no exchange for: zeros the firm must confirm."""
+    weight: float
+    footprint_by_gas: dict[str, float]
+    footprint_total: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _flow_unit_factor(view: Bundle, flow_uuid: str, unit: str) -> float:
+    """How many of the flow's reference units one ``unit`` is (via the flow's reference property)."""
+    flow = view.flows[flow_uuid]
+    prop = flow.reference_property()
+    if prop is None:
+        raise UnitError(f"flow {flow_uuid} has no flow property")
+    return unit_factor(view, prop, unit)
+
+
+def map_process(spec: RoundSpec, view: Bundle, process_uuid: str) -> ProcessMapping:
+    """Read ``process_uuid`` from ``view`` in the round's terms.
+
+    The process's reference flow must be the round's product. Amounts are converted through the
+    flows' unit groups into each component's unit and divided by the reference amount in the
+    round's reference unit. The firm's own cradle-to-gate footprint is computed with the round's
+    GWP set on the node's own data (its background processes).
+
+    Raises
+    ------
+    ContributionError
+        When the process cannot be mapped: not found, another product, no annual production,
+        a unit that does not convert.
+    """
+    process = view.processes.get(process_uuid.lower())
+    if not isinstance(process, Process):
+        raise ContributionError(f"no process {process_uuid} in this node's store")
+    ref = process.reference_exchange()
+    if ref is None:
+        raise ContributionError(f"process {process.display_name()} has no reference flow")
+    if ref.flow != spec.product.reference_flow:
+        raise ContributionError(
+            f"process {process.display_name()!r} makes flow {ref.flow}, not the round's product "
+            f"{spec.product.name_en} / {spec.product.name_zh} ({spec.product.reference_flow})")
+    try:
+        ref_amount = convert(view, view.flows[ref.flow], ref.amount, ref.unit, ref.flow_property)
+        per_spec_unit = _flow_unit_factor(view, ref.flow, spec.reference_unit)
+    except (UnitError, KeyError) as exc:
+        raise ContributionError(f"reference flow of {process.display_name()!r}: {exc}") from None
+    ref_in_spec_units = ref_amount / per_spec_unit
+    values: dict[str, float] = {}
+    missing: list[Component] = []
+    for c in spec.components:
+        matched = [ex for ex in process.exchanges if ex.flow == c.flow and ex.direction == c.direction
+                   and ex.internal_id not in process.reference_exchanges]
+        if not matched:
+            missing.append(c)
+            continue
+        total = 0.0
+        for ex in matched:
+            try:
+                total += convert(view, view.flows[ex.flow], ex.amount, ex.unit, ex.flow_property)
+                factor = _flow_unit_factor(view, c.flow, c.unit)
+            except (UnitError, KeyError) as exc:
+                raise ContributionError(
+                    f"{c.name_en} / {c.name_zh} ({c.flow}): cannot convert {ex.amount} {ex.unit} to {c.unit}: {exc}",
+                    flow=c.flow) from None
+        values[c.flow] = total / factor / ref_in_spec_units
+    if process.annual_production is None:
+        raise ContributionError(
+            f"process {process.display_name()!r} has no annual production; set it (template field "
+            "annual_production) to weight the firm in the round")
+    try:
+        weight = process.annual_production * _flow_unit_factor(view, ref.flow, ref.unit) / _flow_unit_factor(
+            view, ref.flow, spec.weight.unit)
+    except (UnitError, KeyError) as exc:
+        raise ContributionError(f"annual production of {process.display_name()!r}: {exc}") from None
+
+    from lca.solver import footprint
+
+    try:
+        fp = footprint(view, process.uuid, method=spec.footprint.gwp_set)
+    except LCAError as exc:
+        raise ContributionError(f"footprint of {process.display_name()!r}: {exc}") from None
+    data = fp.to_dict()
+    per_unit = per_spec_unit  # the solver reports per one reference unit of the flow (e.g. kg)
+    by_gas: dict[str, float] = {}
+    for gas in spec.footprint.gases:
+        if gas in _AGGREGATE_GASES:
+            value = data["total"] if gas == "total" else data.get(gas, 0.0)
+        else:
+            value = data["by_gas"].get(gas, 0.0)
+        by_gas[gas] = float(value) * per_unit
+    unknown = sorted(set(data["by_gas"]) - set(spec.footprint.gases))
+    notes = []
+    if unknown and not (set(spec.footprint.gases) & _AGGREGATE_GASES):
+        notes.append(f"gases outside the round's list, not contributed per gas: {', '.join(unknown)}")
+    return ProcessMapping(process_uuid=process.uuid, process_version=process.version, values=values,
+                          missing=missing, weight=weight, footprint_by_gas=by_gas,
+                          footprint_total=float(data["total"]) * per_unit, notes=notes)
+
+
+def make_contribution(spec: RoundSpec, mapping: ProcessMapping, confirm_zeros: bool) -> Contribution:
+    """The contribution vector; missing components count as zero only when the firm confirms them."""
+    zeros = [c.flow for c in mapping.missing] if confirm_zeros else []
+    zeros += [g for g, v in mapping.footprint_by_gas.items() if v == 0.0]
+    if mapping.missing and not confirm_zeros:
+        names = ", ".join(f"{c.name_en} / {c.name_zh} ({c.flow})" for c in mapping.missing)
+        raise ContributionError(
+            f"the process has no exchange for: {names}; confirm that they are zero (--confirm-zeros) or "
+            "add them to the process")
+    return build_contribution(spec, mapping.values, mapping.weight, mapping.footprint_by_gas, confirmed_zeros=zeros)
+
+
+def contribution_digest(spec: RoundSpec, contribution: Contribution) -> str:
+    """SHA-256 binding the round spec and the exact integers the firm approved."""
+    blob = json.dumps({"spec": spec_hash(spec), "ints": [int(i) for i in contribution.ints]},
+                      separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def preview_rows(spec: RoundSpec, mapping: ProcessMapping, contribution: Contribution) -> list[dict[str, Any]]:
+    """The plaintext preview as plain rows: slot, meaning, value with unit, integer sent."""
+    return [
+        {"slot": r.slot, "description": getattr(r, "description", ""), "value": getattr(r, "value", None),
+         "unit": getattr(r, "unit", ""), "integer": getattr(r, "integer", None)}
+        for r in contribution.preview()
+    ]

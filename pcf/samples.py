@@ -1,0 +1,156 @@
+"""The bundled sample industries (aluminium, cement) and the round specs the demo runs on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from lca.io.template import read_template
+from lca.model import Bundle
+from lca.refdata import reference_bundle
+from protocols.spec import Component, Footprint, Product, ReferencePeriod, RoundSpec, Weight
+
+__all__ = ["INDUSTRIES", "Industry", "industry", "load_bundle", "sample_spec", "samples_dir"]
+
+# Components that every firm of an industry reports, with fixed-point scale and plausibility bound.
+# key: sample folder -> (product key, code, zh, en, footprint bound, histogram edges, [(flow name, unit, scale, bound)])
+
+
+@dataclass(frozen=True)
+class Industry:
+    key: str
+    name_en: str
+    name_zh: str
+    code: str
+    footprint_bound: float
+    histogram_edges: tuple[float, ...]
+    scales: dict[str, tuple[int, float]]
+    """Unit -> (fixed-point scale, plausibility bound per reference unit) for the components."""
+
+
+INDUSTRIES: dict[str, Industry] = {
+    "aluminium": Industry(
+        key="aluminium", name_en="Primary aluminium ingot", name_zh="原铝锭", code="3216",
+        footprint_bound=40_000.0,
+        histogram_edges=(0.0, 2000.0, 4000.0, 6000.0, 8000.0, 10000.0, 12000.0, 14000.0, 16000.0, 18000.0,
+                         20000.0, 25000.0, 40000.0),
+        scales={"t": (10**6, 10.0), "kWh": (10**2, 30_000.0), "kg": (10**4, 5_000.0)},
+    ),
+    "cement": Industry(
+        key="cement", name_en="Cement clinker", name_zh="水泥熟料", code="3011",
+        footprint_bound=3_000.0,
+        histogram_edges=(0.0, 700.0, 750.0, 800.0, 825.0, 850.0, 875.0, 900.0, 950.0, 1000.0, 1200.0, 3000.0),
+        scales={"t": (10**6, 5.0), "kWh": (10**3, 500.0), "kg": (10**3, 3_000.0)},
+    ),
+}
+
+
+def industry(key: str) -> Industry:
+    if key not in INDUSTRIES:
+        raise KeyError(f"unknown sample industry {key!r}; accepted: {', '.join(INDUSTRIES)}")
+    return INDUSTRIES[key]
+
+
+def samples_dir() -> Path:
+    with resources.as_file(resources.files("lca") / "data" / "samples") as p:
+        return Path(p)
+
+
+def firm_files(key: str) -> list[Path]:
+    return sorted((samples_dir() / key).glob("firm_*.csv"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def background_files() -> list[Path]:
+    return sorted((samples_dir() / "background").glob("*.csv"))
+
+
+def load_bundle(paths: list[Path]) -> Bundle:
+    """Reference data plus the given template files, as one bundle (no store)."""
+    bundle = reference_bundle()
+    for path in paths:
+        result = read_template(path, bundle)
+        errors = [d for d in result.diagnostics if d.severity == "error"]
+        if errors:
+            raise ValueError(f"sample {path}: {errors[0]}")
+        bundle.merge(result.bundle)
+    return bundle
+
+
+def sample_spec(
+    key: str = "aluminium",
+    *,
+    round_id: str | None = None,
+    region: str = "CN",
+    protocol: Literal["secagg", "paillier"] = "secagg",
+    gwp_set: Literal["AR5", "AR6"] = "AR5",
+    n_firms: int | None = None,
+    min_participants: int = 3,
+    max_participants: int = 200,
+    dominance_threshold: float = 0.6,
+    deadline: datetime | None = None,
+) -> RoundSpec:
+    """The round spec of a sample industry: its components are every flow its firms report.
+
+    Background factors are the cradle-to-gate footprints per gas of the shared background
+    processes (computed here with the inventory solver), so the published factor recomputed from
+    the aggregated inventory equals the weighted mean of the firms' own footprints.
+    """
+    from lca.solver import footprint
+
+    ind = industry(key)
+    firms = firm_files(key)[: n_firms or None]
+    bundle = load_bundle(background_files() + firms)
+    firm_processes = [p for p in bundle.processes.values() if p.annual_production is not None]
+    product_flow = firm_processes[0].reference_exchange()
+    assert product_flow is not None
+    components: dict[tuple[str, str], Component] = {}
+    background: dict[str, dict[str, float]] = {}
+    providers = {p.reference_exchange().flow: p for p in bundle.processes.values()  # type: ignore[union-attr]
+                 if p.annual_production is None and p.reference_exchange() is not None}
+    for p in firm_processes:
+        for ex in p.exchanges:
+            if ex.internal_id in p.reference_exchanges or (ex.flow, ex.direction) in components:
+                continue
+            flow = bundle.flows[ex.flow]
+            scale, bound = ind.scales.get(ex.unit, (10**3, 1e6))
+            components[(ex.flow, ex.direction)] = Component(
+                flow=ex.flow, name_en=flow.name.get("en", ex.flow)[:120], name_zh=flow.name.get("zh", ex.flow)[:120],
+                direction=ex.direction, unit=ex.unit, scale=scale, bound=bound)
+            if flow.flow_type == "elementary":
+                from lca.gwp import characterisation_method
+
+                method = characterisation_method(bundle, gwp_set)
+                factors = {f.flow: f for f in method.factors}
+                f = factors.get(ex.flow)
+                if f is not None:
+                    background[ex.flow] = {getattr(f, "species", None) or flow.formula or "CO2": f.value}
+            elif ex.flow in providers:
+                fp = footprint(bundle, providers[ex.flow].uuid, method=gwp_set).to_dict()
+                # per one reference unit of the flow (kg, MJ ...) -> per the component's unit
+                from lca.units import convert
+
+                per = convert(bundle, flow, 1.0, ex.unit)
+                background[ex.flow] = {gas: v * per for gas, v in fp["by_gas"].items() if v}
+    gases = sorted({g for by_gas in background.values() for g in by_gas}, key=lambda g: (g != "CO2", g))
+    ordered = sorted(components.values(), key=lambda c: (c.direction != "input", c.unit != "t", c.name_en))
+    return RoundSpec(
+        round_id=round_id or f"{region.lower()}-{key}-2024",
+        product=Product(name_zh=ind.name_zh, name_en=ind.name_en, classification_code=ind.code,
+                        reference_flow=product_flow.flow),
+        region=region,
+        reference_period=ReferencePeriod(start=date(2024, 1, 1), end=date(2024, 12, 31)),
+        reference_unit="t",
+        components=ordered,
+        weight=Weight(unit="t", scale=1, bound=2e7),
+        footprint=Footprint(gases=gases, gwp_set=gwp_set, scale=100, bound=ind.footprint_bound,
+                            histogram_edges=list(ind.histogram_edges)),
+        background_factors=background,
+        min_participants=min_participants,
+        max_participants=max_participants,
+        dominance_threshold=dominance_threshold,
+        protocol=protocol,
+        deadline=deadline or datetime(2030, 12, 31, 16, 0, tzinfo=UTC),
+    )
