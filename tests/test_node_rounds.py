@@ -1,0 +1,128 @@
+"""The node's consent flow: verified invitations, plaintext preview, approval, outbox (CLI and library)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from keys.identity import generate_identity, public_key_b64
+from node import rounds
+from node.service import import_paths
+from node.store import NodeStore
+from pcf.cli import app
+from pcf.samples import background_files, firm_files, sample_spec
+from protocols.errors import InvalidSignature
+from protocols.spec import SignedSpec, sign_spec
+
+runner = CliRunner()
+AGG = generate_identity()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> tuple[NodeStore, str]:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    store = NodeStore(url)
+    store.set_setting(rounds.AGGREGATOR_KEY_SETTING, public_key_b64(AGG))
+    import_paths(store, background_files() + [firm_files("aluminium")[0]])
+    return store, url
+
+
+def firm_uuid(store: NodeStore) -> str:
+    return next(p.uuid for p in store.bundle().processes.values() if p.annual_production)
+
+
+def invite(store: NodeStore) -> str:
+    spec = sample_spec("aluminium")
+    rounds.receive_invitation(store, sign_spec(spec, AGG), {"7": public_key_b64(AGG)})
+    return spec.round_id
+
+
+def test_invitation_signed_by_another_key_is_refused(node: tuple[NodeStore, str]) -> None:
+    store, _ = node
+    with pytest.raises(InvalidSignature):
+        rounds.receive_invitation(store, sign_spec(sample_spec("aluminium"), generate_identity()))
+
+
+def test_tampered_spec_is_refused(node: tuple[NodeStore, str]) -> None:
+    store, _ = node
+    signed = sign_spec(sample_spec("aluminium"), AGG)
+    doc = signed.model_dump(mode="json")
+    doc["spec"]["min_participants"] = 2
+    with pytest.raises(InvalidSignature):
+        rounds.receive_invitation(store, SignedSpec.model_validate(doc))
+
+
+def test_preview_shows_the_firms_values_and_own_footprint(node: tuple[NodeStore, str]) -> None:
+    store, url = node
+    round_id = invite(store)
+    result = runner.invoke(app, ["node", "preview", round_id, "--process", firm_uuid(store), "--confirm-zeros",
+                                 "--db", url, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["values"]["Alumina"] == 1.921
+    assert data["values"]["Electricity, AC, grid, Yunnan"] == 13280.0
+    assert data["values"]["Electricity, AC, grid, Xinjiang"] is None  # a confirmed zero
+    assert data["weight"] == 600000
+    # by hand (AR5): 1.921*1170 + 0.412*510 + 0.016*1980 + 13280*0.1073 + 1498 CO2,
+    # CH4 (1.921*1.10 + 0.412*0.36)*28, N2O 0.016*0.02*265, CF4 0.021*6630, C2F6 0.0021*11100
+    co2 = 1.921 * 1170 + 0.412 * 510 + 0.016 * 1980 + 13280 * 0.1073 + 1498
+    total = co2 + (1.921 * 1.10 + 0.412 * 0.36) * 28 + 0.016 * 0.02 * 265 + 0.021 * 6630 + 0.0021 * 11100
+    assert data["footprint_by_gas"]["CO2"] == pytest.approx(co2, rel=1e-12)
+    assert data["footprint_total"] == pytest.approx(total, rel=1e-12)
+    slots = {r["slot"]: r for r in data["slots"]}
+    assert slots["count"]["integer"] == 1 and slots["w"]["integer"] == 600000
+    assert slots["x[Alumina]"]["integer"] == 1_921_000
+
+
+def test_missing_components_must_be_confirmed_as_zeros(node: tuple[NodeStore, str]) -> None:
+    store, url = node
+    round_id = invite(store)
+    result = runner.invoke(app, ["node", "preview", round_id, "--process", firm_uuid(store), "--db", url, "--json"])
+    assert result.exit_code == 13
+    assert "Electricity, AC, grid, Xinjiang" in json.loads(result.stdout)["error"]
+
+
+def test_nothing_is_contributed_without_approval(node: tuple[NodeStore, str]) -> None:
+    store, _ = node
+    round_id = invite(store)
+    with pytest.raises(rounds.ConsentError, match="not approved"):
+        rounds.approved_contribution(store, round_id)
+
+
+def test_approved_vector_is_exactly_the_previewed_one(node: tuple[NodeStore, str]) -> None:
+    store, url = node
+    round_id = invite(store)
+    uuid = firm_uuid(store)
+    preview = rounds.preview(store, round_id, uuid, confirm_zeros=True)
+    result = runner.invoke(app, ["node", "approve", round_id, "--process", uuid, "--confirm-zeros", "--db", url,
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["vector_sha256"] == preview.digest
+    _spec, contribution = rounds.approved_contribution(store, round_id)
+    assert contribution.ints == preview.contribution.ints
+
+
+def test_a_new_version_after_approval_does_not_change_what_is_contributed(node: tuple[NodeStore, str],
+                                                                         tmp_path: Path) -> None:
+    store, _ = node
+    round_id = invite(store)
+    uuid = firm_uuid(store)
+    before = rounds.approve(store, round_id, uuid, confirm_zeros=True)
+    edited = tmp_path / "firm.csv"
+    edited.write_text(firm_files("aluminium")[0].read_text(encoding="utf-8").replace(",1.921,t,", ",1.95,t,"),
+                      encoding="utf-8")
+    import_paths(store, [edited])
+    _spec, contribution = rounds.approved_contribution(store, round_id)
+    assert contribution.ints == before.contribution.ints
+
+
+def test_outbox_lists_size_and_sha256_of_what_left(node: tuple[NodeStore, str]) -> None:
+    store, url = node
+    rounds.log_outbound(store, "r1", "superlink", "secagg:share-keys", b"hello")
+    result = runner.invoke(app, ["node", "outbox", "--db", url, "--json"])
+    [row] = json.loads(result.stdout)
+    assert row["size"] == 5 and row["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert row["stage"] == "secagg:share-keys" and row["recipient"] == "superlink"
