@@ -251,9 +251,11 @@ def footprint_cmd(
     if as_json:
         _print_json(data)
         return
+    from lca.units import reference_unit
+
     proc = bundle.processes[uuid.lower()]
     ref = proc.reference_exchange()
-    unit = ref.unit if ref else ""
+    unit = reference_unit(bundle, bundle.flows[ref.flow]) if ref and ref.flow in bundle.flows else ""
     console.print(f"[bold]{proc.display_name('en')}[/bold] {proc.name.get('zh', '')}")
     console.print(f"{data['total']:.6g} {data['unit']} per {unit} ({data['method']}, GWP set "
                   f"{data.get('gwp_set') or '-'})")
@@ -272,10 +274,11 @@ def footprint_cmd(
 
 
 def _rich_tree(node: dict[str, Any], parent: Tree | None = None) -> Tree:
-    label = (f"{node.get('name_en') or node.get('name') or node.get('process')}  "
-             f"{node.get('name_zh') or ''}  amount {node.get('amount', 0):.4g}  direct "
-             f"{node.get('direct', 0):.4g}  cumulative {node.get('cumulative', 0):.4g} kg CO2e "
-             f"({node.get('share', 0):.1%})")
+    name = node.get("name") or {}
+    label = (f"{name.get('en') or node['process']}  {name.get('zh', '')}  "
+             f"{node['amount']:.4g} {node.get('unit', '')}  direct {node['direct']:.4g}  "
+             f"cumulative {node['cumulative']:.4g} kg CO2e ({node['share']:.1%})"
+             + ("  [loop]" if node.get("loop") else ""))
     branch = Tree(label) if parent is None else parent.add(label)
     for child in node.get("children", []):
         _rich_tree(child, branch)
