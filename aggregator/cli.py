@@ -1,0 +1,268 @@
+"""``pcf agg``: run the aggregator service and administer it through its HTTP API.
+
+Every command except ``serve`` is an HTTP client of a running service (``--url``, default
+``$PCF_AGG_PUBLIC_BASE_URL`` or ``http://127.0.0.1:8080``) authenticated with the admin token
+(``--token``, default ``$PCF_AGG_ADMIN_TOKEN``): the service holds the signing key and the
+database, so administration goes through the same checks and transparency log as everything
+else. ``--json`` prints the service's JSON answer instead of a table.
+
+Exit codes (aggregator band 20-29): 20 other error, 21 refused credentials (401/403), 22 not
+found (404), 23 conflict with the round's state (409), 24 service unreachable, 25 delivery failed
+(502), 26 invalid input (400/422), 27 service misconfigured (503).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["EXIT_CODES", "agg_app"]
+
+EXIT_CODES = {400: 26, 401: 21, 403: 21, 404: 22, 409: 23, 422: 26, 502: 25, 503: 27}
+EXIT_OTHER, EXIT_UNREACHABLE = 20, 24
+
+agg_app = typer.Typer(help="The association's aggregator: service, members, rounds, publication.", no_args_is_help=True)
+members_app = typer.Typer(help="Enrolled members: list, approve, revoke.", no_args_is_help=True)
+round_app = typer.Typer(help="Aggregation rounds: create, open, status, run, cancel.", no_args_is_help=True)
+agg_app.add_typer(members_app, name="members")
+agg_app.add_typer(round_app, name="round")
+
+Url = Annotated[str, typer.Option("--url", envvar="PCF_AGG_PUBLIC_BASE_URL", help="Aggregator service base URL.")]
+Token = Annotated[
+    str, typer.Option("--token", envvar="PCF_AGG_ADMIN_TOKEN", help="Admin token.", show_default=False)
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON answer.")]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _call(method: str, url: str, path: str, token: str, body: Any = None, content: bytes | None = None) -> Any:
+    if not token:
+        _fail("no admin token: pass --token or set PCF_AGG_ADMIN_TOKEN", 21)
+    headers = {"Authorization": f"Bearer {token}"}
+    if content is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        with httpx.Client(base_url=url.rstrip("/"), timeout=120.0) as client:
+            response = client.request(method, path, json=body, content=content, headers=headers)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the aggregator at {url}: {exc}", EXIT_UNREACHABLE)
+    if response.is_success:
+        return response.json()
+    try:
+        data = response.json()
+        detail = data.get("detail", data) if isinstance(data, dict) else data
+    except ValueError:
+        detail = response.text[:500]
+    if not isinstance(detail, str):
+        detail = json.dumps(detail, ensure_ascii=False)[:2000]
+    _fail(f"HTTP {response.status_code}: {detail}", EXIT_CODES.get(response.status_code, EXIT_OTHER))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r))
+    _out.print(table)
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+@agg_app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+) -> None:
+    """Run the aggregator service (settings from PCF_AGG_* environment variables)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from aggregator.settings import AggregatorSettings
+
+    try:
+        AggregatorSettings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        _fail(f"settings refused:\n{exc}", 27)
+    uvicorn.run("aggregator.app:app_from_env", factory=True, host=host, port=port)
+
+
+# ---------------------------------------------------------------------------------------- members
+
+
+def _member_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[m["id"], m["fingerprint"], m["org_name_en"], m["org_name_zh"], m["status"], m["updated_at"]] for m in items]
+
+
+_MEMBER_COLUMNS = ["id", "fingerprint", "organisation", "组织", "status", "updated"]
+
+
+@members_app.command("list")
+def members_list(
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    status: Annotated[str | None, typer.Option(help="pending, approved or revoked.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List enrolled members."""
+    path = "/api/v1/members" + (f"?status={status}" if status else "")
+    data = _call("GET", url, path, token)
+    if as_json:
+        _print_json(data)
+    else:
+        _table("Members", _MEMBER_COLUMNS, _member_rows(data))
+
+
+def _member_action(action: str, member_id: int, url: str, token: str, as_json: bool) -> None:
+    data = _call("POST", url, f"/api/v1/members/{member_id}/{action}", token)
+    if as_json:
+        _print_json(data)
+    else:
+        _table(f"Member {member_id}", _MEMBER_COLUMNS, _member_rows([data]))
+
+
+@members_app.command("approve")
+def members_approve(member_id: int, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+    """Approve a pending member."""
+    _member_action("approve", member_id, url, token, as_json)
+
+
+@members_app.command("revoke")
+def members_revoke(member_id: int, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+    """Revoke a member (final: the organisation enrols a new key to return)."""
+    _member_action("revoke", member_id, url, token, as_json)
+
+
+# ----------------------------------------------------------------------------------------- rounds
+
+
+_ROUND_COLUMNS = ["round", "protocol", "state", "contributions", "deadline", "decision"]
+
+
+def _round_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[r["round_id"], r["protocol"], r["state"], r["contributions"], r["deadline"], r["decision"]] for r in items]
+
+
+def _show_round(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(data)
+    else:
+        _table(f"Round {data['round_id']}", _ROUND_COLUMNS, _round_rows([data]))
+
+
+@round_app.command("create")
+def round_create(
+    spec_file: Annotated[Path, typer.Argument(help="RoundSpec JSON file.", exists=True, dir_okay=False)],
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
+    """Create a draft round from a spec; the aggregator validates and signs it."""
+    _show_round(_call("POST", url, "/api/v1/rounds", token, content=spec_file.read_bytes()), as_json)
+
+
+@round_app.command("open")
+def round_open(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+    """Publish the signed spec and invite members."""
+    _show_round(_call("POST", url, f"/api/v1/rounds/{round_id}/open", token), as_json)
+
+
+@round_app.command("status")
+def round_status(
+    round_id: Annotated[str | None, typer.Argument(help="Round id; all rounds when omitted.")] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
+    """Show one round, or every round."""
+    if round_id:
+        _show_round(_call("GET", url, f"/api/v1/rounds/{round_id}", token), as_json)
+        return
+    data = _call("GET", url, "/api/v1/rounds", token)
+    if as_json:
+        _print_json(data)
+    else:
+        _table("Rounds", _ROUND_COLUMNS, _round_rows(data))
+
+
+@round_app.command("run")
+def round_run(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+    """Close collection and aggregate (paillier: then the custodians decrypt)."""
+    _show_round(_call("POST", url, f"/api/v1/rounds/{round_id}/run", token), as_json)
+
+
+@round_app.command("cancel")
+def round_cancel(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+    """Abort a round that has not ended."""
+    _show_round(_call("POST", url, f"/api/v1/rounds/{round_id}/cancel", token), as_json)
+
+
+@round_app.command("decryption-request")
+def round_decryption_request(round_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Print a paillier round's decryption request (JSON) to hand to the custodians."""
+    _print_json(_call("GET", url, f"/api/v1/rounds/{round_id}/decryption-request", token))
+
+
+@round_app.command("partial")
+def round_partial(
+    round_id: str,
+    partial_file: Annotated[Path, typer.Argument(help="A custodian's partial decryption JSON.", exists=True)],
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
+    """Post a custodian's partial decryption (it is authenticated by the custodian's own signature)."""
+    data = _call("POST", url, f"/api/v1/rounds/{round_id}/partial-decryptions", token, content=partial_file.read_bytes())
+    if as_json:
+        _print_json(data)
+    else:
+        _table(
+            f"Round {round_id}",
+            ["custodian", "received", "expected", "state"],
+            [[data["custodian_index"], data["received"], data["expected"], data["state"]]],
+        )
+
+
+# ---------------------------------------------------------------------------------------- publish
+
+
+@agg_app.command()
+def publish(
+    round_id: Annotated[str, typer.Argument(help="A published round.")],
+    to: Annotated[str, typer.Option("--to", envvar="PCF_AGG_NATIONAL_DB_PUSH_URL", help="Receiver URL.")] = "",
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
+    """Deliver a round's signed factor package (retried, idempotent by factor id and version)."""
+    if not to:
+        _fail("no receiver: pass --to URL or set PCF_AGG_NATIONAL_DB_PUSH_URL", 26)
+    data = _call("POST", url, f"/api/v1/rounds/{round_id}/deliveries", token, body={"url": to})
+    if as_json:
+        _print_json(data)
+    else:
+        _table(
+            f"Delivery of round {round_id}",
+            ["factor", "revision", "to", "status", "attempts", "HTTP"],
+            [[data["factor_id"], data["version"], data["url"], data["status"], data["attempts"], data["status_code"]]],
+        )

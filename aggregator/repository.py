@@ -1,0 +1,89 @@
+"""Read access to published factors, the one interface the seed API and PACT routers depend on."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol, runtime_checkable
+
+from aggregator.store import FactorRow, Store
+from protocols.factor import PublishedFactor, revision_of
+
+__all__ = ["FactorRepository", "StoreFactorRepository", "document_bytes", "document_hash"]
+
+
+def document_bytes(factor: PublishedFactor) -> bytes:
+    """The stored form of a factor: pydantic's JSON of the model (deterministic for equal models).
+
+    Anyone holding the factor JSON re-derives these bytes by parsing it into ``PublishedFactor``
+    and serialising it again, which is how ``verify`` compares a served factor with the log.
+    """
+    return factor.model_dump_json().encode()
+
+
+def document_hash(factor: PublishedFactor) -> str:
+    """SHA-256 (hex) of :func:`document_bytes`; what the publication log entry records."""
+    return hashlib.sha256(document_bytes(factor)).hexdigest()
+
+
+@runtime_checkable
+class FactorRepository(Protocol):
+    """Published factors, every version immutable once written."""
+
+    def list_factors(
+        self, *, latest_only: bool = True, limit: int | None = None, offset: int = 0
+    ) -> list[PublishedFactor]:
+        """Published factors ordered by factor id, then version.
+
+        MUST return only the newest version of each factor when ``latest_only`` (the default),
+        every version otherwise; MUST apply ``offset`` then ``limit`` after that selection.
+        """
+        ...
+
+    def get_factor(self, factor_id: str, version: int | str | None = None) -> PublishedFactor | None:
+        """One factor: the given version, or the newest when ``version`` is ``None``.
+
+        ``version`` is the revision number (1, 2, ...) or the ILCD version (``"01.00.001"``).
+        MUST return ``None`` (not raise) when the factor or that version does not exist, or when
+        ``version`` is not a valid version.
+        """
+        ...
+
+    def versions(self, factor_id: str) -> list[PublishedFactor]:
+        """Every version of a factor, oldest first; MUST return ``[]`` for an unknown factor."""
+        ...
+
+
+def _parse(row: FactorRow) -> PublishedFactor:
+    return PublishedFactor.model_validate_json(row.document)
+
+
+class StoreFactorRepository:
+    """:class:`FactorRepository` over the aggregator's :class:`~aggregator.store.Store`."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def list_factors(
+        self, *, latest_only: bool = True, limit: int | None = None, offset: int = 0
+    ) -> list[PublishedFactor]:
+        with self._store.transaction() as tx:
+            rows = tx.list_factors(latest_only=latest_only)
+        rows = rows[max(offset, 0) :]
+        if limit is not None:
+            rows = rows[: max(limit, 0)]
+        return [_parse(r) for r in rows]
+
+    def get_factor(self, factor_id: str, version: int | str | None = None) -> PublishedFactor | None:
+        if isinstance(version, str):
+            try:
+                version = revision_of(version)
+            except ValueError:
+                return None
+        with self._store.transaction() as tx:
+            row = tx.get_factor(factor_id, version)
+        return None if row is None else _parse(row)
+
+    def versions(self, factor_id: str) -> list[PublishedFactor]:
+        with self._store.transaction() as tx:
+            rows = tx.factor_versions(factor_id)
+        return [_parse(r) for r in rows]

@@ -1,0 +1,583 @@
+"""Persistent state of the aggregator: SQLModel tables behind one transactional interface.
+
+``open_store(url)`` picks the backend from the URL (``sqlite:///file``, ``sqlite://`` in memory,
+``postgresql://...`` through psycopg 3). Every unit of work runs inside ``store.transaction()``:
+it commits when the block ends and rolls back entirely when the block raises, so a rejected
+contribution or an interrupted publication leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    text,
+    update,
+)
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+from aggregator.errors import (
+    Conflict,
+    DuplicateContribution,
+    InvalidTransition,
+    NotFound,
+)
+
+__all__ = [
+    "MEMBER_STATUSES",
+    "AggregateRow",
+    "ContributionRow",
+    "DeliveryRow",
+    "FactorRow",
+    "MemberRow",
+    "PartialDecryptionRow",
+    "RoundRow",
+    "SeenRequestRow",
+    "Store",
+    "Transaction",
+    "TranslogRow",
+    "normalize_url",
+    "open_store",
+    "utcnow",
+]
+
+MEMBER_STATUSES = ("pending", "approved", "revoked")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+def _text() -> Any:
+    return Field(sa_column=Column(Text, nullable=False))
+
+
+class MemberRow(SQLModel, table=True):
+    __tablename__ = "member"
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(unique=True, index=True)
+    org_name_zh: str
+    org_name_en: str
+    identity_public_key: str = Field(unique=True)
+    supernode_public_key: str
+    status: str = "pending"
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class RoundRow(SQLModel, table=True):
+    __tablename__ = "round"
+
+    id: str = Field(primary_key=True)
+    protocol: str
+    signed_spec: str = _text()
+    """JSON of the aggregator-signed spec, as sent to members."""
+    spec_hash: str
+    params: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """JSON of protocol parameters fixed at creation (the ``paillier`` round's public key)."""
+    state: str = "draft"
+    decision: str | None = None
+    """Why the round ended: the disclosure rule that suppressed it, the abort reason, or the factor published."""
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ContributionRow(SQLModel, table=True):
+    __tablename__ = "contribution"
+    __table_args__ = (UniqueConstraint("round_id", "member_id", name="uq_contribution_round_member"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: str = Field(foreign_key="round.id", index=True)
+    member_id: int = Field(foreign_key="member.id")
+    contribution_hash: str
+    body: str = _text()
+    """The signed encrypted contribution exactly as the member sent it."""
+    received_at: datetime = _ts()
+
+
+class PartialDecryptionRow(SQLModel, table=True):
+    __tablename__ = "partial_decryption"
+    __table_args__ = (UniqueConstraint("round_id", "custodian", name="uq_partial_round_custodian"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: str = Field(foreign_key="round.id", index=True)
+    custodian: str
+    body: str = _text()
+    received_at: datetime = _ts()
+
+
+class AggregateRow(SQLModel, table=True):
+    """Only the decoded sum over all contributors and their count: never one member's values."""
+
+    __tablename__ = "aggregate"
+
+    round_id: str = Field(foreign_key="round.id", primary_key=True)
+    summed: str = _text()
+    """JSON list of the summed integers as decimal strings (they exceed 64 bits)."""
+    n: int
+    histogram_salt: str = ""
+    """Hex salt of the commitment to the histogram bins, which the public log withholds."""
+    created_at: datetime = _ts()
+
+
+class FactorRow(SQLModel, table=True):
+    __tablename__ = "factor"
+    __table_args__ = (UniqueConstraint("factor_id", "version", name="uq_factor_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    factor_id: str = Field(index=True)
+    version: int
+    round_id: str = Field(foreign_key="round.id")
+    document: str = _text()
+    """JSON of the ``PublishedFactor``; never updated once written."""
+    document_hash: str
+    log_seq: int
+    """Sequence number of the publication entry in the transparency log."""
+    created_at: datetime = _ts()
+
+
+class TranslogRow(SQLModel, table=True):
+    __tablename__ = "translog_entry"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    prev_hash: str
+    entry_type: str
+    payload: str = _text()
+    """Canonical JSON of the payload, byte-for-byte what ``entry_hash`` covers."""
+    entry_hash: str = Field(unique=True)
+    signature: str
+    created_at: datetime = _ts()
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("factor_id", "version", "url", name="uq_delivery_target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    factor_id: str
+    version: int
+    url: str
+    idempotency_key: str
+    status: str
+    """``delivered`` or ``failed``."""
+    attempts: int
+    status_code: int | None = None
+    receipt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The receiver's response body."""
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class SeenRequestRow(SQLModel, table=True):
+    """Signatures of member requests already accepted, kept for the replay window."""
+
+    __tablename__ = "seen_request"
+
+    signature: str = Field(primary_key=True)
+    fingerprint: str
+    seen_at: datetime = Field(default=None, sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    msg = str(exc.orig).lower()
+    return "unique" in msg or "duplicate key" in msg
+
+
+class Transaction:
+    """One unit of work over the store; obtained from :meth:`Store.transaction`.
+
+    Methods that find nothing raise :class:`aggregator.errors.NotFound` when named ``get_*``
+    with ``required=True`` and return ``None`` otherwise.
+    """
+
+    def __init__(self, session: Session, dialect: str):
+        self.session = session
+        self.dialect = dialect
+
+    def _add(self, row: SQLModel) -> None:
+        self.session.add(row)
+        self.session.flush()
+
+    # -- members ---------------------------------------------------------------------------------
+
+    def add_member(self, row: MemberRow) -> MemberRow:
+        """Insert a member. MUST raise ``Conflict`` when its key or fingerprint is already enrolled."""
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(
+                    f"identity key with fingerprint {row.fingerprint!r} is already enrolled; "
+                    "enroll a new identity key or ask the association to re-approve the existing member"
+                ) from None
+            raise
+        return row
+
+    def get_member(self, member_id: int) -> MemberRow:
+        row = self.session.get(MemberRow, member_id)
+        if row is None:
+            raise NotFound(f"member {member_id} does not exist")
+        return row
+
+    def find_member(self, fingerprint: str) -> MemberRow | None:
+        return self.session.exec(select(MemberRow).where(MemberRow.fingerprint == fingerprint)).first()
+
+    def list_members(self, status: str | None = None) -> list[MemberRow]:
+        q = select(MemberRow).order_by(col(MemberRow.id))
+        if status is not None:
+            q = q.where(MemberRow.status == status)
+        return list(self.session.exec(q))
+
+    def set_member_status(self, member_id: int, status: str, now: datetime) -> MemberRow:
+        if status not in MEMBER_STATUSES:
+            raise ValueError(f"member status {status!r}: accepted are {MEMBER_STATUSES}")
+        row = self.get_member(member_id)
+        row.status = status
+        row.updated_at = now
+        self._add(row)
+        return row
+
+    # -- rounds ----------------------------------------------------------------------------------
+
+    def add_round(self, row: RoundRow) -> RoundRow:
+        """Insert a round. MUST raise ``Conflict`` when its id exists."""
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"round {row.id!r} already exists; give the spec a new round id") from None
+            raise
+        return row
+
+    def get_round(self, round_id: str) -> RoundRow:
+        row = self.session.get(RoundRow, round_id)
+        if row is None:
+            raise NotFound(f"round {round_id!r} does not exist")
+        return row
+
+    def list_rounds(self, states: Sequence[str] | None = None) -> list[RoundRow]:
+        q = select(RoundRow).order_by(col(RoundRow.created_at), col(RoundRow.id))
+        if states is not None:
+            q = q.where(col(RoundRow.state).in_(list(states)))
+        return list(self.session.exec(q))
+
+    def transition_round(
+        self,
+        round_id: str,
+        from_states: Sequence[str],
+        to_state: str,
+        now: datetime,
+        decision: str | None = None,
+    ) -> RoundRow:
+        """Move a round to ``to_state`` if, and only if, it is in one of ``from_states``.
+
+        A compare-and-set on the row: of two concurrent transitions from the same state exactly one
+        succeeds, and the row stays locked until the transaction ends (PostgreSQL) or the write
+        lock serialises writers (SQLite). MUST raise ``InvalidTransition`` when the state differs.
+        """
+        values: dict[str, Any] = {"state": to_state, "updated_at": now}
+        if decision is not None:
+            values["decision"] = decision
+        result = self.session.execute(
+            update(RoundRow)
+            .where(col(RoundRow.id) == round_id, col(RoundRow.state).in_(list(from_states)))
+            .values(**values)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            current = self.get_round(round_id)  # raises NotFound for an unknown id
+            raise InvalidTransition(
+                f"round {round_id!r} is {current.state!r}; moving to {to_state!r} needs one of {list(from_states)}"
+            )
+        row = self.get_round(round_id)
+        self.session.refresh(row)
+        return row
+
+    # -- contributions and partial decryptions ---------------------------------------------------
+
+    def add_contribution(self, row: ContributionRow) -> ContributionRow:
+        """Insert a contribution. MUST raise ``DuplicateContribution`` on a second one per member and round."""
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateContribution(
+                    f"member {row.member_id} already contributed to round {row.round_id!r}; "
+                    "one contribution per member and round is counted"
+                ) from None
+            raise
+        return row
+
+    def list_contributions(self, round_id: str) -> list[ContributionRow]:
+        q = select(ContributionRow).where(ContributionRow.round_id == round_id).order_by(col(ContributionRow.id))
+        return list(self.session.exec(q))
+
+    def count_contributions(self, round_id: str) -> int:
+        q = select(func.count()).select_from(ContributionRow).where(ContributionRow.round_id == round_id)
+        return int(self.session.exec(q).one())
+
+    def count_partials(self, round_id: str) -> int:
+        q = select(func.count()).select_from(PartialDecryptionRow).where(PartialDecryptionRow.round_id == round_id)
+        return int(self.session.exec(q).one())
+
+    def add_partial(self, row: PartialDecryptionRow) -> PartialDecryptionRow:
+        """Insert a custodian's partial decryption. MUST raise ``Conflict`` on a second one per custodian."""
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(
+                    f"custodian {row.custodian!r} already sent its partial decryption for round {row.round_id!r}"
+                ) from None
+            raise
+        return row
+
+    def list_partials(self, round_id: str) -> list[PartialDecryptionRow]:
+        q = (
+            select(PartialDecryptionRow)
+            .where(PartialDecryptionRow.round_id == round_id)
+            .order_by(col(PartialDecryptionRow.id))
+        )
+        return list(self.session.exec(q))
+
+    # -- aggregates and factors ------------------------------------------------------------------
+
+    def put_aggregate(
+        self, round_id: str, summed: Sequence[int], n: int, now: datetime, histogram_salt: str = ""
+    ) -> AggregateRow:
+        """Store a round's summed vector. MUST raise ``Conflict`` if the round already has one."""
+        row = AggregateRow(
+            round_id=round_id,
+            summed=json.dumps([str(v) for v in summed]),
+            n=n,
+            histogram_salt=histogram_salt,
+            created_at=now,
+        )
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"round {round_id!r} already has an aggregate; it is never counted twice") from None
+            raise
+        return row
+
+    def get_aggregate(self, round_id: str) -> tuple[list[int], int] | None:
+        row = self.session.get(AggregateRow, round_id)
+        if row is None:
+            return None
+        return [int(v) for v in json.loads(row.summed)], row.n
+
+    def next_factor_version(self, factor_id: str) -> int:
+        top = self.session.exec(select(func.max(FactorRow.version)).where(FactorRow.factor_id == factor_id)).one()
+        return int(top or 0) + 1
+
+    def add_factor(self, row: FactorRow) -> FactorRow:
+        """Insert a factor version. Versions are immutable: MUST raise ``Conflict`` if it exists."""
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"factor {row.factor_id!r} version {row.version} already exists") from None
+            raise
+        return row
+
+    def get_factor(self, factor_id: str, version: int | None = None) -> FactorRow | None:
+        q = select(FactorRow).where(FactorRow.factor_id == factor_id)
+        q = q.where(FactorRow.version == version) if version is not None else q.order_by(col(FactorRow.version).desc())
+        return self.session.exec(q).first()
+
+    def factor_for_round(self, round_id: str) -> FactorRow | None:
+        return self.session.exec(select(FactorRow).where(FactorRow.round_id == round_id)).first()
+
+    def factor_versions(self, factor_id: str) -> list[FactorRow]:
+        q = select(FactorRow).where(FactorRow.factor_id == factor_id).order_by(col(FactorRow.version))
+        return list(self.session.exec(q))
+
+    def list_factors(self, latest_only: bool = True) -> list[FactorRow]:
+        rows = list(self.session.exec(select(FactorRow).order_by(col(FactorRow.factor_id), col(FactorRow.version))))
+        if not latest_only:
+            return rows
+        latest: dict[str, FactorRow] = {}
+        for r in rows:
+            latest[r.factor_id] = r
+        return list(latest.values())
+
+    # -- transparency log ------------------------------------------------------------------------
+
+    def lock_log(self) -> None:
+        """Serialise appends to the log until this transaction ends (so ``seq`` and ``prev_hash`` are stable)."""
+        if self.dialect == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(727001)"))
+        # SQLite: the store's write lock and BEGIN IMMEDIATE already serialise writers.
+
+    def last_log_entry(self) -> TranslogRow | None:
+        return self.session.exec(select(TranslogRow).order_by(col(TranslogRow.seq).desc())).first()
+
+    def add_log_entry(self, row: TranslogRow) -> TranslogRow:
+        self._add(row)
+        return row
+
+    def list_log(self, from_seq: int = 1, limit: int | None = None) -> list[TranslogRow]:
+        q = select(TranslogRow).where(TranslogRow.seq >= from_seq).order_by(col(TranslogRow.seq))
+        if limit is not None:
+            q = q.limit(limit)
+        return list(self.session.exec(q))
+
+    # -- deliveries ------------------------------------------------------------------------------
+
+    def get_delivery(self, factor_id: str, version: int, url: str) -> DeliveryRow | None:
+        q = select(DeliveryRow).where(
+            DeliveryRow.factor_id == factor_id, DeliveryRow.version == version, DeliveryRow.url == url
+        )
+        return self.session.exec(q).first()
+
+    def put_delivery(self, row: DeliveryRow) -> DeliveryRow:
+        """Insert or replace the receipt for (factor id, version, url)."""
+        existing = self.get_delivery(row.factor_id, row.version, row.url)
+        if existing is not None:
+            for name in ("idempotency_key", "status", "attempts", "status_code", "receipt", "updated_at"):
+                setattr(existing, name, getattr(row, name))
+            row = existing
+        self._add(row)
+        return row
+
+    # -- replay protection -----------------------------------------------------------------------
+
+    def remember_request(self, signature: str, fingerprint: str, now: datetime, window: timedelta) -> bool:
+        """Record a signed request; return ``False`` if the same signature was seen before.
+
+        Entries older than ``window`` are dropped: requests that old are refused as stale anyway.
+        """
+        self.session.execute(
+            SeenRequestRow.__table__.delete().where(  # type: ignore[attr-defined]
+                SeenRequestRow.__table__.c.seen_at < now - window  # type: ignore[attr-defined]
+            )
+        )
+        if self.session.get(SeenRequestRow, signature) is not None:
+            return False
+        self._add(SeenRequestRow(signature=signature, fingerprint=fingerprint, seen_at=now))
+        return True
+
+
+def normalize_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; leave SQLite URLs as they are.
+
+    Raises
+    ------
+    ValueError
+        For a scheme other than SQLite or PostgreSQL.
+    """
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return url
+    raise ValueError(f"database URL {url!r}: accepted are sqlite:///PATH, sqlite:// (memory) and postgresql://...")
+
+
+class Store:
+    """The aggregator's database; use :func:`open_store` to build one from a URL."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        # SQLite has one writer at a time; serialising in-process avoids "database is locked".
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        SQLModel.metadata.create_all(engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A unit of work: committed when the block ends, rolled back entirely when it raises."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield Transaction(session, self.dialect)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Autocommit at the driver level so SQLAlchemy's "begin" event below controls transactions.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_store(url: str) -> Store:
+    """Open (and create the tables of) the store at ``url``.
+
+    Parameters
+    ----------
+    url
+        ``sqlite:///PATH`` (file; parent directory created), ``sqlite://`` (in memory, one
+        connection) or ``postgresql://user@host:port/db`` (psycopg 3).
+
+    Returns
+    -------
+    Store
+    """
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs["poolclass"] = StaticPool
+        else:
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return Store(engine)
+    engine = create_engine(url, pool_pre_ping=True)
+    return Store(engine)
