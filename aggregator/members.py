@@ -19,13 +19,12 @@ seen before is refused as a replay.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from aggregator.errors import (
     Conflict,
@@ -36,6 +35,16 @@ from aggregator.errors import (
 )
 from aggregator.store import MemberRow, Transaction
 from keys import identity
+from protocols.auth import (
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    EnrollmentRequest,
+    enrollment_message,
+    request_message,
+    sign_enrollment,
+    sign_request,
+)
 from protocols.errors import InvalidSignature
 
 __all__ = [
@@ -59,29 +68,11 @@ __all__ = [
     "sign_request",
 ]
 
-HEADER_KEY: Final = "X-PCF-Key"
-HEADER_TIMESTAMP: Final = "X-PCF-Timestamp"
-HEADER_SIGNATURE: Final = "X-PCF-Signature"
 
 MemberStatus = Literal["pending", "approved", "revoked"]
 
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
-_B64URL = r"^[A-Za-z0-9_\-+/]+=*$"
-_PEM_TEXT = r"^[\x20-\x7e\r\n\t]+$"
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
-
-
-class EnrollmentRequest(BaseModel):
-    """Body of ``POST /api/v1/members/enroll``; ``signature`` is by the identity key over :func:`enrollment_message`."""
-
-    org_name_zh: str = Field(min_length=1, max_length=200, pattern=_NO_CONTROL)
-    org_name_en: str = Field(min_length=1, max_length=200, pattern=_NO_CONTROL)
-    identity_public_key: str = Field(min_length=1, max_length=200, pattern=_B64URL)
-    """Base64url Ed25519 public key (``keys.identity.public_key_b64``)."""
-    supernode_public_key: str = Field(min_length=1, max_length=4000, pattern=_PEM_TEXT)
-    """The public key the member's Flower SuperNode authenticates with (PEM or one line)."""
-    signature: str = Field(min_length=1, max_length=200, pattern=_B64URL)
 
 
 class MemberPublic(BaseModel):
@@ -108,46 +99,6 @@ class MemberKey(BaseModel):
 
 def _public(row: MemberRow) -> MemberPublic:
     return MemberPublic.model_validate(row, from_attributes=True)
-
-
-def enrollment_message(
-    org_name_zh: str, org_name_en: str, identity_public_key: str, supernode_public_key: str
-) -> bytes:
-    """The bytes an enrolment signature covers: canonical JSON of the four enrolment fields."""
-    fields = {
-        "org_name_en": org_name_en,
-        "org_name_zh": org_name_zh,
-        "identity_public_key": identity_public_key,
-        "supernode_public_key": supernode_public_key,
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sign_enrollment(key: Any, org_name_zh: str, org_name_en: str, supernode_public_key: str) -> EnrollmentRequest:
-    """Build a signed enrolment request (what a node sends).
-
-    Parameters
-    ----------
-    key
-        The organisation's Ed25519 identity private key.
-    org_name_zh, org_name_en
-        Registered names of the organisation.
-    supernode_public_key
-        Public key of the organisation's Flower SuperNode.
-
-    Returns
-    -------
-    EnrollmentRequest
-    """
-    pub = identity.public_key_b64(key)
-    msg = enrollment_message(org_name_zh, org_name_en, pub, supernode_public_key)
-    return EnrollmentRequest(
-        org_name_zh=org_name_zh,
-        org_name_en=org_name_en,
-        identity_public_key=pub,
-        supernode_public_key=supernode_public_key,
-        signature=identity.sign(key, msg),
-    )
 
 
 def enroll(tx: Transaction, req: EnrollmentRequest, now: datetime) -> MemberPublic:
@@ -218,51 +169,6 @@ def list_member_keys(tx: Transaction) -> list[MemberKey]:
         MemberKey(fingerprint=r.fingerprint, identity_public_key=r.identity_public_key, status=r.status)  # type: ignore[arg-type]
         for r in tx.list_members()
     ]
-
-
-def request_message(method: str, path: str, timestamp: str, body_sha256: str) -> bytes:
-    """The bytes a member request signature covers.
-
-    Parameters
-    ----------
-    method
-        HTTP method, upper-cased by this function.
-    path
-        URL path including the query string if any (``/api/v1/rounds?state=open``).
-    timestamp
-        The ``X-PCF-Timestamp`` header value.
-    body_sha256
-        Lowercase hex SHA-256 of the raw body (of ``b""`` when there is none).
-    """
-    return f"{method.upper()}\n{path}\n{timestamp}\n{body_sha256}".encode()
-
-
-def sign_request(key: Any, method: str, path: str, body: bytes, now: datetime) -> dict[str, str]:
-    """Headers that authenticate one member request (what a node sends).
-
-    Parameters
-    ----------
-    key
-        The member's Ed25519 identity private key.
-    method, path
-        As in :func:`request_message`; ``path`` includes the query string.
-    body
-        The exact bytes of the body.
-    now
-        Signing time (timezone-aware).
-
-    Returns
-    -------
-    dict[str, str]
-        ``X-PCF-Key``, ``X-PCF-Timestamp`` and ``X-PCF-Signature``.
-    """
-    ts = f"{now.timestamp():.6f}"
-    msg = request_message(method, path, ts, hashlib.sha256(body).hexdigest())
-    return {
-        HEADER_KEY: identity.fingerprint(identity.public_key_b64(key)),
-        HEADER_TIMESTAMP: ts,
-        HEADER_SIGNATURE: identity.sign(key, msg),
-    }
 
 
 def check_signed_request(

@@ -70,6 +70,7 @@ from keys.identity import Ed25519PrivateKey
 from protocols import paillier
 from protocols.errors import AggregationError, InvalidSignature
 from protocols.factor import FactorError, PublishedFactor, build_factor, factor_id_for
+from protocols.paillier import spec_layout as paillier_layout
 from protocols.spec import (
     KIND_HIST,
     RoundSpec,
@@ -233,15 +234,6 @@ def _params(row: RoundRow) -> dict[str, Any]:
 
 def _split_key(row: RoundRow) -> paillier.SplitPublicKey:
     return paillier.SplitPublicKey.from_dict(_params(row)["paillier_public_key"])
-
-
-def paillier_layout(spec: RoundSpec) -> paillier.PackingLayout:
-    """The packing layout of a ``paillier`` round: one slot per vector position, bounded by its ``bound_int``.
-
-    Nodes MUST derive it the same way: ``make_layout([s.bound_int for s in vector_layout(spec)],
-    spec.max_participants, spec.paillier.key_bits)``.
-    """
-    return paillier.make_layout([s.bound_int for s in vector_layout(spec)], spec.max_participants, spec.paillier.key_bits)
 
 
 def _effective_min(spec: RoundSpec) -> int:

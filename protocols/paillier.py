@@ -60,12 +60,19 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from math import lcm
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from phe import paillier as _phe
@@ -73,6 +80,9 @@ from phe import util as _phe_util
 
 from keys.identity import public_key_b64, sign, verify
 from protocols.errors import InvalidSignature, ProtocolError
+
+if TYPE_CHECKING:
+    from protocols.spec import RoundSpec
 
 __all__ = [
     "MIN_KEY_BITS",
@@ -103,6 +113,7 @@ __all__ = [
     "make_layout",
     "pack",
     "sign_contribution",
+    "spec_layout",
     "unpack",
     "verify_contribution",
 ]
@@ -1143,3 +1154,13 @@ def combine(
             raise CombineFailed(f"ciphertext {j}: combined partials are not 1 mod n; a partial is wrong")
         plaintexts.append((x - 1) // n)
     return unpack(plaintexts, layout, n_participants)
+
+
+def spec_layout(spec: RoundSpec) -> PackingLayout:
+    """The packing layout of a ``paillier`` round: one slot per vector position, bounded by its ``bound_int``.
+
+    Nodes and the aggregator both derive it this way from the signed spec.
+    """
+    from protocols.spec import vector_layout
+
+    return make_layout([s.bound_int for s in vector_layout(spec)], spec.max_participants, spec.paillier.key_bits)

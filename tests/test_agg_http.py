@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from aggregator.cli import agg_app
 from aggregator.delivery import FactorPackage, package_message, publish_to
 from aggregator.errors import DeliveryFailed
-from aggregator.members import sign_enrollment, sign_request
+from protocols.auth import sign_enrollment, sign_request
 from aggregator.verify import verify_factor
 from keys import identity
 from protocols import paillier
@@ -304,7 +304,7 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
     admin("POST", base, "/api/v1/rounds/alu-paillier/open")
     invitation = nodes[0].call("GET", "/api/v1/rounds?state=open").json()[0]
     assert invitation["paillier_public_key"]["key_id"] == pk.key_id
-    from aggregator.rounds import paillier_layout
+    from protocols.paillier import spec_layout as paillier_layout
 
     layout = paillier_layout(RoundSpec.model_validate(invitation["signed_spec"]["spec"]))
     bodies = [
