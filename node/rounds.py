@@ -22,6 +22,7 @@ from node.service import store_view
 from node.store import ConsentRow, InvitationRow, NodeStore, OutboxRow
 from protocols.contribution import Contribution
 from protocols.errors import ContributionError, InvalidSignature
+from protocols.roster import SignedRoster, verify_roster
 from protocols.spec import RoundSpec, SignedSpec, spec_hash, verify_spec
 
 __all__ = [
@@ -47,19 +48,19 @@ class ConsentError(ContributionError):
     """A contribution was asked for without (or against) the firm's approval."""
 
 
-def receive_invitation(store: NodeStore, signed: SignedSpec, roster: dict[str, str] | None = None,
+def receive_invitation(store: NodeStore, signed: SignedSpec, roster: SignedRoster | None = None,
                        *, now: datetime | None = None) -> RoundSpec:
-    """Verify a round invitation against the enrolled aggregator key and keep it.
+    """Verify a round invitation (spec, and roster for secagg) against the enrolled aggregator key; keep it.
 
-    ``roster`` maps Flower node ids to members' Ed25519 identity keys (base64url); it is signed by
-    the aggregator together with the spec hash (``roster_signature`` in ``signed`` extras) when
-    the round uses secagg, and kept with the invitation.
+    The roster maps Flower node ids to members' Ed25519 identity keys; the node later trusts
+    only these keys when it checks the other nodes' signed key advertisements.
     """
     key = store.get_setting(AGGREGATOR_KEY_SETTING)
     if key is None:
         raise InvalidSignature("this node has not enrolled with an aggregator (pcf node enroll URL)")
     spec = verify_spec(signed, key)
-    doc = {"signed_spec": signed.model_dump(mode="json"), "roster": roster or {}}
+    members = verify_roster(roster, key, spec.round_id, spec_hash(spec)) if roster is not None else {}
+    doc = {"signed_spec": signed.model_dump(mode="json"), "roster": members}
     with store.transaction() as s:
         row = s.get(InvitationRow, spec.round_id)
         blob = json.dumps(doc, sort_keys=True)

@@ -15,7 +15,8 @@ from node.store import NodeStore
 from pcf.cli import app
 from pcf.samples import background_files, firm_files, sample_spec
 from protocols.errors import InvalidSignature
-from protocols.spec import SignedSpec, sign_spec
+from protocols.roster import sign_roster
+from protocols.spec import SignedSpec, sign_spec, spec_hash
 
 runner = CliRunner()
 AGG = generate_identity()
@@ -36,7 +37,8 @@ def firm_uuid(store: NodeStore) -> str:
 
 def invite(store: NodeStore) -> str:
     spec = sample_spec("aluminium")
-    rounds.receive_invitation(store, sign_spec(spec, AGG), {"7": public_key_b64(AGG)})
+    roster = sign_roster(AGG, spec.round_id, spec_hash(spec), {"7": public_key_b64(AGG)})
+    rounds.receive_invitation(store, sign_spec(spec, AGG), roster)
     return spec.round_id
 
 
@@ -44,6 +46,18 @@ def test_invitation_signed_by_another_key_is_refused(node: tuple[NodeStore, str]
     store, _ = node
     with pytest.raises(InvalidSignature):
         rounds.receive_invitation(store, sign_spec(sample_spec("aluminium"), generate_identity()))
+
+
+def test_roster_not_signed_by_the_aggregator_is_refused(node: tuple[NodeStore, str]) -> None:
+    store, _ = node
+    spec = sample_spec("aluminium")
+    forged = sign_roster(generate_identity(), spec.round_id, spec_hash(spec), {"7": public_key_b64(AGG)})
+    with pytest.raises(InvalidSignature):
+        rounds.receive_invitation(store, sign_spec(spec, AGG), forged)
+    good = sign_roster(AGG, spec.round_id, spec_hash(spec), {"7": public_key_b64(AGG)})
+    swapped = good.model_copy(update={"roster": {"7": public_key_b64(generate_identity())}})
+    with pytest.raises(InvalidSignature):
+        rounds.receive_invitation(store, sign_spec(spec, AGG), swapped)
 
 
 def test_tampered_spec_is_refused(node: tuple[NodeStore, str]) -> None:
