@@ -1,0 +1,259 @@
+"""A whole deployment as local processes: SuperLink, aggregator service and enterprise nodes.
+
+Used by ``pcf demo`` and by the end-to-end tests. Every process runs on a loopback port it picked
+(or on the host addresses given), in its own process group, with its log in ``root/logs``; all of
+them are stopped by process id, children included, by :meth:`Deployment.stop`.
+
+TLS is on between SuperNodes and the SuperLink (a CA and server certificate from
+:mod:`keys.tls`) and the SuperLink authenticates SuperNodes by their registered public keys.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from keys.identity import generate_identity, public_key_b64, save_private_key
+from keys.tls import generate_supernode_auth_keys, write_tls_files
+
+__all__ = ["BIN", "Deployment", "DeploymentError", "NodeHandle", "free_port", "wait_for_port"]
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+class DeploymentError(RuntimeError):
+    """A process failed to start or to become ready; the message names it and quotes its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.3).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@dataclass
+class NodeHandle:
+    """One enterprise node: its home (store, identity), SuperNode auth keys and process."""
+
+    name: str
+    home: Path
+    identity_path: Path
+    identity_public: str
+    supernode_private: Path
+    supernode_public: Path
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.home / 'node.db'}"
+
+    def env(self) -> dict[str, str]:
+        return {"PCF_HOME": str(self.home), "PCF_DB": self.db_url}
+
+
+@dataclass
+class Deployment:
+    """Processes of one local deployment under ``root``."""
+
+    root: Path
+    host: str = "127.0.0.1"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nodes: dict[str, NodeHandle] = field(default_factory=dict)
+    superlink_port: int | None = None
+    aggregator_url: str | None = None
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    pact_client_id: str = "demo-client"
+    pact_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.tls_dir = self.root / "tls"
+        self.flwr_home = self.root / "flwr-home"
+        self.flwr_home.mkdir(exist_ok=True)
+
+    # -- environment ---------------------------------------------------------------------------
+
+    def base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "FLWR_HOME": str(self.flwr_home),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            # The SuperLink starts its SuperExec from PATH; apps import this repository's packages.
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def log(self, name: str) -> str:
+        path = self.root / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        with open(self.root / "logs" / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(args, cwd=cwd or self.root, env=env or self.base_env(), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = proc
+        return proc
+
+    def _fail(self, name: str, what: str) -> DeploymentError:
+        tail = "\n".join(self.log(name).splitlines()[-25:])
+        return DeploymentError(f"{name}: {what}\n--- last lines of {name}.log ---\n{tail}")
+
+    # -- SuperLink -----------------------------------------------------------------------------
+
+    def start_superlink(self, port: int | None = None) -> int:
+        """TLS SuperLink with SuperNode authentication and a database file; returns its port."""
+        if not (self.tls_dir / "ca.crt").exists():
+            write_tls_files(self.tls_dir, hosts=sorted({"localhost", "127.0.0.1", self.host}))
+        port = port or free_port(self.host)
+        (self.root / "superlink").mkdir(exist_ok=True)
+        self.start("superlink", [
+            str(BIN / "flower-superlink"),
+            "--ssl-ca-certfile", str(self.tls_dir / "ca.crt"),
+            "--ssl-certfile", str(self.tls_dir / "server.pem"),
+            "--ssl-keyfile", str(self.tls_dir / "server.key"),
+            "--enable-supernode-auth",
+            "--disable-runtime-dependency-installation",
+            "--database", str(self.root / "superlink" / "state.db"),
+            "--host", self.host, "--port", str(port),
+        ])
+        (self.flwr_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "{self.host}:{port}"\n'
+            f'root-certificates = "{self.tls_dir / "ca.crt"}"\n')
+        if not wait_for_port(port, 60, self.host) or self.processes["superlink"].poll() is not None:
+            raise self._fail("superlink", f"did not listen on {self.host}:{port}")
+        self.superlink_port = port
+        return port
+
+    # -- aggregator ----------------------------------------------------------------------------
+
+    def aggregator_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        home = self.root / "aggregator"
+        home.mkdir(exist_ok=True)
+        key_path = home / "identity.pem"
+        if not key_path.exists():
+            save_private_key(generate_identity(), key_path)
+        env = self.base_env()
+        env.update({
+            "PCF_AGG_HOME": str(home),
+            "PCF_AGG_ADMIN_TOKEN": self.admin_token,
+            "PCF_AGG_IDENTITY_KEY_PATH": str(key_path),
+            "PCF_AGG_PACT_CLIENT_ID": self.pact_client_id,
+            "PCF_AGG_PACT_CLIENT_SECRET": self.pact_client_secret,
+        })
+        if self.superlink_port is not None:
+            env.update({
+                "PCF_AGG_SUPERLINK_ADDRESS": f"{self.host}:{self.superlink_port}",
+                "PCF_AGG_SUPERLINK_ROOT_CERT": str(self.tls_dir / "ca.crt"),
+                "PCF_AGG_FLWR_HOME": str(self.flwr_home),
+            })
+        env.update(extra or {})
+        return env
+
+    def start_aggregator(self, extra_env: dict[str, str] | None = None, port: int | None = None) -> str:
+        """The aggregator service under uvicorn; returns its base URL once /health answers."""
+        port = port or free_port(self.host)
+        url = f"http://{self.host}:{port}"
+        env = self.aggregator_env({"PCF_AGG_PUBLIC_BASE_URL": url, **(extra_env or {})})
+        self.start("aggregator", [sys.executable, "-m", "uvicorn", "aggregator.app:app_from_env", "--factory",
+                                  "--host", self.host, "--port", str(port), "--log-level", "warning"], env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.processes["aggregator"].poll() is not None:
+                raise self._fail("aggregator", "exited during start-up")
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    self.aggregator_url = url
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise self._fail("aggregator", f"did not answer {url}/health within 60 s")
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def add_node(self, name: str) -> NodeHandle:
+        """A node home with an Ed25519 identity and SuperNode authentication keys."""
+        home = self.root / "nodes" / name
+        home.mkdir(parents=True, exist_ok=True)
+        key = generate_identity()
+        save_private_key(key, home / "identity.pem")
+        auth = generate_supernode_auth_keys(home / "supernode", name)
+        node = NodeHandle(name=name, home=home, identity_path=home / "identity.pem",
+                          identity_public=public_key_b64(key), supernode_private=Path(auth.private_key),
+                          supernode_public=Path(auth.public_key))
+        self.nodes[name] = node
+        return node
+
+    def start_supernode(self, node: NodeHandle, superlink_host: str | None = None) -> subprocess.Popen[bytes]:
+        if self.superlink_port is None:
+            raise DeploymentError("start the SuperLink first")
+        env = self.base_env()
+        env.update(node.env())
+        proc = self.start(f"supernode-{node.name}", [
+            str(BIN / "flower-supernode"),
+            "--root-certificates", str(self.tls_dir / "ca.crt"),
+            "--superlink", f"{superlink_host or self.host}:{self.superlink_port}",
+            "--auth-supernode-private-key", str(node.supernode_private),
+            "--node-config", f'pcf-home="{node.home}"',
+            "--port", str(free_port(self.host)),
+        ], env=env)
+        return proc
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def running(self) -> list[int]:
+        return [p.pid for p in self.processes.values() if p.poll() is None]
+
+    def stop(self) -> None:
+        """Stop every process this deployment started (each leads its own process group)."""
+        for proc in reversed(list(self.processes.values())):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+            # the group may still hold children (SuperExec, app processes) after its leader exited
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
