@@ -409,3 +409,119 @@ def outbox_cmd(
     for i in items:
         table.add_row(i["sent_at"][:19], i["round_id"], i["recipient"], i["stage"], str(i["size"]), i["sha256"][:16])
     console.print(table)
+
+
+# -- identity, enrolment, invitations ----------------------------------------------------------
+
+
+@node_app.command("init")
+def init_cmd(as_json: JsonOption = False) -> None:
+    """Create this node's identity key and SuperNode authentication keys under $PCF_HOME (once)."""
+    from keys.identity import (
+        fingerprint,
+        generate_identity,
+        load_private_key,
+        public_key_b64,
+        save_private_key,
+    )
+    from keys.tls import generate_supernode_auth_keys
+
+    home = node_home()
+    home.mkdir(parents=True, exist_ok=True)
+    key_path = home / "identity.pem"
+    if not key_path.exists():
+        save_private_key(generate_identity(), key_path)
+    if not (home / "supernode" / "supernode.key").exists():
+        generate_supernode_auth_keys(home / "supernode", "supernode")
+    pub = public_key_b64(load_private_key(key_path))
+    data = {"home": str(home), "identity_public_key": pub, "fingerprint": fingerprint(pub),
+            "supernode_public_key": str(home / "supernode" / "supernode.pub")}
+    if as_json:
+        _print_json(data)
+    else:
+        for k, v in data.items():
+            console.print(f"{k}: {v}")
+
+
+@node_app.command("enroll")
+def enroll_cmd(
+    url: Annotated[str, typer.Argument(help="The aggregator's base URL.")],
+    org_zh: Annotated[str, typer.Option("--org-zh", help="Registered name of the firm in Chinese.")],
+    org_en: Annotated[str, typer.Option("--org-en", help="Registered name of the firm in English.")],
+    aggregator_key: Annotated[str | None, typer.Option(help="The aggregator's public key as published by the "
+                                                       "association (pins it; otherwise trusted on first use).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol this node with an aggregator (identity key + SuperNode key); an administrator approves it."""
+    from node.client import AggregatorClient, NodeClientError
+    from protocols.errors import ProtocolError
+
+    init_cmd(as_json=False) if not (node_home() / "identity.pem").exists() else None
+    store = open_store(db)
+    try:
+        supernode_pub = (node_home() / "supernode" / "supernode.pub").read_text().strip()
+        me = AggregatorClient(store, node_home(), url).enroll(org_zh, org_en, supernode_pub, aggregator_key)
+    except (NodeClientError, ProtocolError, OSError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        _print_json(me)
+    else:
+        console.print(f"enrolled as member {me.get('id')} ({me.get('fingerprint')}), status {me.get('status')}")
+
+
+@node_app.command("rounds")
+def rounds_cmd(
+    offline: Annotated[bool, typer.Option("--offline", help="List stored invitations without fetching.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fetch round invitations (spec and roster signatures checked against the enrolled aggregator key)."""
+    from node import rounds
+    from node.client import AggregatorClient, NodeClientError
+    from protocols.errors import ProtocolError
+
+    store = open_store(db)
+    try:
+        if not offline:
+            AggregatorClient(store, node_home()).fetch_invitations()
+        items = rounds.list_invitations(store)
+    except (NodeClientError, ProtocolError, OSError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title="round invitations")
+    for col in ("round", "product", "region", "period", "protocol", "deadline", "approved"):
+        table.add_column(col, overflow="fold")
+    for i in items:
+        table.add_row(i["round_id"], f"{i['product']['en']} / {i['product']['zh']}", i["region"], i["period"],
+                      i["protocol"], i["deadline"][:16], "yes" if i["approved"] else "no")
+    console.print(table)
+
+
+@node_app.command("contribute")
+def contribute_cmd(
+    round_id: Annotated[str, typer.Argument(help="An approved paillier round.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Encrypt the approved vector to the custodians' joint key and send it (paillier rounds)."""
+    from node.client import AggregatorClient, NodeClientError
+    from protocols.errors import ProtocolError
+
+    store = open_store(db)
+    try:
+        receipt = AggregatorClient(store, node_home()).contribute_paillier(round_id)
+    except (NodeClientError, ProtocolError, OSError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        _print_json(receipt)
+    else:
+        console.print(f"contributed to {round_id}: receipt {receipt}")

@@ -17,7 +17,12 @@ from typing import Any
 from sqlmodel import Session, select
 
 from lca.model import Process
-from node.contribute import ProcessMapping, contribution_digest, make_contribution, map_process
+from node.contribute import (
+    ProcessMapping,
+    contribution_digest,
+    make_contribution,
+    map_process,
+)
 from node.service import store_view
 from node.store import ConsentRow, InvitationRow, NodeStore, OutboxRow
 from protocols.contribution import Contribution

@@ -151,7 +151,7 @@ def default_db_url(home: Path) -> str:
 
 def engine_url(url: str) -> str:
     """SQLAlchemy URL for a user-facing one (``postgresql://`` uses psycopg 3)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 

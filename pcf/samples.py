@@ -11,7 +11,14 @@ from typing import Literal
 from lca.io.template import read_template
 from lca.model import Bundle
 from lca.refdata import reference_bundle
-from protocols.spec import Component, Footprint, Product, ReferencePeriod, RoundSpec, Weight
+from protocols.spec import (
+    Component,
+    Footprint,
+    Product,
+    ReferencePeriod,
+    RoundSpec,
+    Weight,
+)
 
 __all__ = ["INDUSTRIES", "Industry", "industry", "load_bundle", "sample_spec", "samples_dir"]
 
