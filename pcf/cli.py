@@ -6,14 +6,25 @@ Exit codes come in bands per component: 1-9 general (2: usage), 10-19 node, 20-2
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from typing import Annotated
 
 import typer
 
+from aggregator.cli import agg_app
+from keys.cli import keys_app
 from node.cli import node_app
+from pcf.demo import demo_cmd
+
+__all__ = ["app"]
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+EXIT_VERIFY_FAILED = 50
+EXIT_VERIFY_UNREACHABLE = 51
 
 app = typer.Typer(
     help="pcf-dataspace: industry-average product carbon footprint factors from firms' primary data, "
@@ -21,31 +32,43 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(node_app, name="node")
+app.add_typer(node_app, name="node", help="The enterprise node: your unit-process data stays on this machine.")
+app.add_typer(agg_app, name="agg", help="The association's aggregator.")
+app.add_typer(keys_app, name="keys", help="Identities, TLS material and key custodians.")
+app.command("demo")(demo_cmd)
 
 
-def _mount_optional() -> None:
-    """Mount the role groups whose modules exist (each role's CLI lives in its own package)."""
+@app.command("verify")
+def verify_cmd(
+    factor_id: Annotated[str, typer.Argument(help="The published factor's id.")],
+    from_url: Annotated[str, typer.Option("--from", help="The aggregator's base URL.")],
+    version: Annotated[str | None, typer.Option(help="A factor version; the latest by default.")] = None,
+    aggregator_key: Annotated[str | None, typer.Option(help="The aggregator's public key as published (pins it).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check a factor against the transparency log: hashes, signatures, and the numbers recomputed."""
+    import httpx
+    from rich.console import Console
+
+    from aggregator.verify import verify_factor
+
     try:
-        from aggregator.cli import agg_app
-    except ImportError:
-        pass
+        report = verify_factor(factor_id, from_url, version=version, aggregator_public_key=aggregator_key)
+    except httpx.HTTPError as exc:
+        Console(stderr=True).print(f"[red]cannot reach {from_url}: {exc}[/red]")
+        raise typer.Exit(EXIT_VERIFY_UNREACHABLE) from None
+    data = report.model_dump(mode="json") if hasattr(report, "model_dump") else dict(vars(report))
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
     else:
-        app.add_typer(agg_app, name="agg", help="The association's aggregator.")
-    try:
-        from keys.cli import keys_app
-    except ImportError:
-        pass
-    else:
-        app.add_typer(keys_app, name="keys", help="Identities, TLS material and key custodians.")
-    try:
-        from pcf.extra import register
-    except ImportError:
-        pass
-    else:
-        register(app)
-
-
-_mount_optional()
-
-__all__ = ["app"]
+        console = Console()
+        if data.get("ok"):
+            console.print(f"[green]verified[/green]: factor {factor_id} matches the log "
+                          f"({len(data.get('checks', []))} checks)")
+        else:
+            console.print(f"[red]NOT verified[/red]: entry {data.get('break_seq')}: {data.get('reason')}")
+        for item in data.get("unverified", []) or []:
+            console.print(f"  not checkable: {item}")
+    if not data.get("ok"):
+        raise typer.Exit(EXIT_VERIFY_FAILED)

@@ -23,7 +23,12 @@ from typing import Self
 
 import httpx
 
-from keys.identity import generate_identity, public_key_b64, save_private_key
+from keys.identity import (
+    generate_identity,
+    load_private_key,
+    public_key_b64,
+    save_private_key,
+)
 from keys.tls import generate_supernode_auth_keys, write_tls_files
 
 __all__ = ["BIN", "Deployment", "DeploymentError", "NodeHandle", "free_port", "wait_for_port"]
@@ -86,10 +91,15 @@ class Deployment:
     pact_client_id: str = "demo-client"
     pact_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
+    tls_dir: Path | None = None
+    """CA and SuperLink certificate (``ca.crt``, ``server.pem``, ``server.key``); made when absent."""
+    aggregator_key: Path | None = None
+    """The aggregator's Ed25519 identity key; made when absent."""
+
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
-        self.tls_dir = self.root / "tls"
+        self.tls_dir = self.tls_dir or self.root / "tls"
         self.flwr_home = self.root / "flwr-home"
         self.flwr_home.mkdir(exist_ok=True)
 
@@ -155,7 +165,7 @@ class Deployment:
     def aggregator_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         home = self.root / "aggregator"
         home.mkdir(exist_ok=True)
-        key_path = home / "identity.pem"
+        key_path = self.aggregator_key or home / "identity.pem"
         if not key_path.exists():
             save_private_key(generate_identity(), key_path)
         env = self.base_env()
@@ -197,16 +207,25 @@ class Deployment:
 
     # -- nodes ---------------------------------------------------------------------------------
 
-    def add_node(self, name: str) -> NodeHandle:
-        """A node home with an Ed25519 identity and SuperNode authentication keys."""
+    def add_node(self, name: str, keys_dir: Path | None = None) -> NodeHandle:
+        """A node home with an Ed25519 identity and SuperNode authentication keys.
+
+        With ``keys_dir`` (a ``node<i>`` folder written by ``pcf keys deployment``) the node uses
+        those keys; otherwise new ones are made.
+        """
         home = self.root / "nodes" / name
         home.mkdir(parents=True, exist_ok=True)
-        key = generate_identity()
-        save_private_key(key, home / "identity.pem")
-        auth = generate_supernode_auth_keys(home / "supernode", name)
+        if keys_dir is not None:
+            key = load_private_key(keys_dir / "identity.key")
+            save_private_key(key, home / "identity.pem", overwrite=True)
+            private, public = keys_dir / "supernode.key", keys_dir / "supernode.pub"
+        else:
+            key = generate_identity()
+            save_private_key(key, home / "identity.pem")
+            auth = generate_supernode_auth_keys(home / "supernode", name)
+            private, public = Path(auth.private_key), Path(auth.public_key)
         node = NodeHandle(name=name, home=home, identity_path=home / "identity.pem",
-                          identity_public=public_key_b64(key), supernode_private=Path(auth.private_key),
-                          supernode_public=Path(auth.public_key))
+                          identity_public=public_key_b64(key), supernode_private=private, supernode_public=public)
         self.nodes[name] = node
         return node
 

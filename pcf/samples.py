@@ -14,6 +14,7 @@ from lca.refdata import reference_bundle
 from protocols.spec import (
     Component,
     Footprint,
+    PaillierParams,
     Product,
     ReferencePeriod,
     RoundSpec,
@@ -94,6 +95,7 @@ def sample_spec(
     protocol: Literal["secagg", "paillier"] = "secagg",
     gwp_set: Literal["AR5", "AR6"] = "AR5",
     n_firms: int | None = None,
+    paillier_key_bits: int = 2048,
     min_participants: int = 3,
     max_participants: int = 200,
     dominance_threshold: float = 0.6,
@@ -159,5 +161,6 @@ def sample_spec(
         max_participants=max_participants,
         dominance_threshold=dominance_threshold,
         protocol=protocol,
+        paillier=PaillierParams(key_bits=paillier_key_bits),
         deadline=deadline or datetime(2030, 12, 31, 16, 0, tzinfo=UTC),
     )
