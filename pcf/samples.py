@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from lca.io.template import read_template
-from lca.model import Bundle
+from lca.model import Bundle, Process
 from lca.refdata import reference_bundle
 from protocols.spec import (
     Component,
@@ -107,55 +107,95 @@ def sample_spec(
     processes (computed here with the inventory solver), so the published factor recomputed from
     the aggregated inventory equals the weighted mean of the firms' own footprints.
     """
-    from lca.solver import footprint
-
     ind = industry(key)
-    firms = firm_files(key)[: n_firms or None]
-    bundle = load_bundle(background_files() + firms)
-    firm_processes = [p for p in bundle.processes.values() if p.annual_production is not None]
-    product_flow = firm_processes[0].reference_exchange()
+    bundle = load_bundle(background_files() + firm_files(key)[: n_firms or None])
+    firms = [p for p in bundle.processes.values() if p.annual_production is not None]
+    return spec_for_processes(
+        bundle, firms, name_en=ind.name_en, name_zh=ind.name_zh, code=ind.code,
+        round_id=round_id or f"{region.lower()}-{key}-2024", region=region, scales=ind.scales,
+        footprint_bound=ind.footprint_bound, histogram_edges=list(ind.histogram_edges), protocol=protocol,
+        gwp_set=gwp_set, paillier_key_bits=paillier_key_bits, min_participants=min_participants,
+        max_participants=max_participants, dominance_threshold=dominance_threshold, deadline=deadline)
+
+
+def spec_for_processes(
+    bundle: Bundle,
+    firms: list[Process],
+    *,
+    name_en: str,
+    name_zh: str,
+    code: str,
+    round_id: str,
+    region: str = "CN",
+    reference_unit: str = "t",
+    scales: dict[str, tuple[int, float]] | None = None,
+    footprint_bound: float = 1e5,
+    production_bound: float = 2e7,
+    histogram_edges: list[float] | None = None,
+    protocol: Literal["secagg", "paillier"] = "secagg",
+    gwp_set: Literal["AR5", "AR6"] = "AR5",
+    paillier_key_bits: int = 2048,
+    min_participants: int = 3,
+    max_participants: int = 200,
+    dominance_threshold: float = 0.6,
+    deadline: datetime | None = None,
+) -> RoundSpec:
+    """A round whose components are every flow the given firm processes report (except the reference).
+
+    Background factors of product inputs are the cradle-to-gate footprints per gas of their
+    providers in ``bundle`` (the inventory solver), per the component's unit; elementary flows
+    get their GWP. So the factor recomputed from the aggregated inventory equals the weighted
+    mean of the firms' own footprints (when every input has a provider).
+    """
+    from lca.gwp import characterisation_method
+    from lca.solver import footprint
+    from lca.units import convert
+
+    scales = scales or {}
+    product_flow = firms[0].reference_exchange()
     assert product_flow is not None
+    method = characterisation_method(bundle, gwp_set)
+    factors = {f.flow: f for f in method.factors}
+    firm_ids = {f.uuid for f in firms}
+    providers: dict[str, Process] = {}
+    for p in sorted(bundle.processes.values(), key=lambda p: p.uuid):  # the solver's rule: smallest UUID
+        ref = p.reference_exchange()
+        if p.uuid not in firm_ids and ref is not None and ref.direction == "output":
+            providers.setdefault(ref.flow, p)
     components: dict[tuple[str, str], Component] = {}
     background: dict[str, dict[str, float]] = {}
-    providers = {p.reference_exchange().flow: p for p in bundle.processes.values()  # type: ignore[union-attr]
-                 if p.annual_production is None and p.reference_exchange() is not None}
-    for p in firm_processes:
+    for p in firms:
         for ex in p.exchanges:
             if ex.internal_id in p.reference_exchanges or (ex.flow, ex.direction) in components:
                 continue
             flow = bundle.flows[ex.flow]
-            scale, bound = ind.scales.get(ex.unit, (10**3, 1e6))
+            scale, bound = scales.get(ex.unit, (10**3, 1e6))
             components[(ex.flow, ex.direction)] = Component(
-                flow=ex.flow, name_en=flow.name.get("en", ex.flow)[:120], name_zh=flow.name.get("zh", ex.flow)[:120],
+                flow=ex.flow, name_en=(flow.name.get("en") or ex.flow)[:120],
+                name_zh=(flow.name.get("zh") or flow.name.get("en") or ex.flow)[:120],
                 direction=ex.direction, unit=ex.unit, scale=scale, bound=bound)
             if flow.flow_type == "elementary":
-                from lca.gwp import characterisation_method
-
-                method = characterisation_method(bundle, gwp_set)
-                factors = {f.flow: f for f in method.factors}
                 f = factors.get(ex.flow)
                 if f is not None:
-                    background[ex.flow] = {getattr(f, "species", None) or flow.formula or "CO2": f.value}
+                    background[ex.flow] = {f.species or flow.formula or "CO2": f.value}
             elif ex.flow in providers:
                 fp = footprint(bundle, providers[ex.flow].uuid, method=gwp_set).to_dict()
-                # per one reference unit of the flow (kg, MJ ...) -> per the component's unit
-                from lca.units import convert
-
-                per = convert(bundle, flow, 1.0, ex.unit)
+                per = convert(bundle, flow, 1.0, ex.unit)  # the flow's reference units in one component unit
                 background[ex.flow] = {gas: v * per for gas, v in fp["by_gas"].items() if v}
-    gases = sorted({g for by_gas in background.values() for g in by_gas}, key=lambda g: (g != "CO2", g))
+    gases = sorted({g for by_gas in background.values() for g in by_gas}, key=lambda g: (g != "CO2", g)) or ["CO2"]
     ordered = sorted(components.values(), key=lambda c: (c.direction != "input", c.unit != "t", c.name_en))
+    edges = histogram_edges or [0.0, footprint_bound / 8, footprint_bound / 4, footprint_bound / 2, footprint_bound]
     return RoundSpec(
-        round_id=round_id or f"{region.lower()}-{key}-2024",
-        product=Product(name_zh=ind.name_zh, name_en=ind.name_en, classification_code=ind.code,
+        round_id=round_id,
+        product=Product(name_zh=name_zh, name_en=name_en, classification_code=code,
                         reference_flow=product_flow.flow),
         region=region,
         reference_period=ReferencePeriod(start=date(2024, 1, 1), end=date(2024, 12, 31)),
-        reference_unit="t",
+        reference_unit=reference_unit,
         components=ordered,
-        weight=Weight(unit="t", scale=1, bound=2e7),
-        footprint=Footprint(gases=gases, gwp_set=gwp_set, scale=100, bound=ind.footprint_bound,
-                            histogram_edges=list(ind.histogram_edges)),
+        weight=Weight(unit="t", scale=1, bound=production_bound),
+        footprint=Footprint(gases=gases, gwp_set=gwp_set, scale=100, bound=footprint_bound,
+                            histogram_edges=edges),
         background_factors=background,
         min_participants=min_participants,
         max_participants=max_participants,
