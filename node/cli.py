@@ -398,8 +398,9 @@ def outbox_cmd(
     store = open_store(db)
     rows = rounds.outbox(store, round_id)
     store.close()
-    items = [{"sent_at": r.sent_at.isoformat(), "round_id": r.round_id, "recipient": r.recipient,
-              "stage": r.stage, "size": r.size, "sha256": r.sha256} for r in rows]
+    items: list[dict[str, Any]] = [{"sent_at": r.sent_at.isoformat(), "round_id": r.round_id,
+                                    "recipient": r.recipient, "stage": r.stage, "size": r.size, "sha256": r.sha256}
+                                   for r in rows]
     if as_json:
         _print_json(items)
         return

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from lca.model import Process
 from node.contribute import (
@@ -101,7 +101,7 @@ def roster_of(store: NodeStore, round_id: str) -> dict[str, str]:
 
 def list_invitations(store: NodeStore) -> list[dict[str, Any]]:
     with Session(store.engine) as s:
-        rows = list(s.exec(select(InvitationRow).order_by(InvitationRow.received_at)).all())
+        rows = list(s.exec(select(InvitationRow).order_by(col(InvitationRow.received_at))).all())
         consents = {c.round_id: c for c in s.exec(select(ConsentRow)).all()}
     out = []
     for row in rows:
@@ -225,4 +225,4 @@ def outbox(store: NodeStore, round_id: str | None = None) -> list[OutboxRow]:
         stmt = select(OutboxRow)
         if round_id:
             stmt = stmt.where(OutboxRow.round_id == round_id)
-        return list(s.exec(stmt.order_by(OutboxRow.id)).all())  # type: ignore[arg-type]
+        return list(s.exec(stmt.order_by(col(OutboxRow.id))).all())

@@ -197,8 +197,8 @@ class ExchangeChange:
 
     def to_dict(self) -> dict[str, Any]:
         rel = None
-        if self.old not in (None, 0) and self.new is not None:
-            rel = (self.new - self.old) / abs(self.old)  # type: ignore[operator]
+        if self.old is not None and self.old != 0 and self.new is not None:
+            rel = (self.new - self.old) / abs(self.old)
         return {"flow": self.flow, "flow_name": self.flow_name, "direction": self.direction, "unit": self.unit,
                 "old": self.old, "new": self.new, "relative_change": rel}
 

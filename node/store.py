@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, UniqueConstraint, event
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from lca.model import KIND_TYPES, Bundle, Dataset, Process, bump_version, dataset_kind
 
@@ -210,7 +210,7 @@ class NodeStore:
             stmt = select(DatasetVersion)
             if kind:
                 stmt = stmt.where(DatasetVersion.kind == kind)
-            rows = s.exec(stmt.order_by(DatasetVersion.uuid, DatasetVersion.seq)).all()
+            rows = s.exec(stmt.order_by(col(DatasetVersion.uuid), col(DatasetVersion.seq))).all()
         latest: dict[tuple[str, str], DatasetVersion] = {}
         for r in rows:
             latest[(r.kind, r.uuid)] = r
@@ -224,13 +224,13 @@ class NodeStore:
                 stmt = stmt.where(DatasetVersion.kind == kind)
             if version:
                 stmt = stmt.where(DatasetVersion.version == version)
-            row = s.exec(stmt.order_by(DatasetVersion.seq.desc())).first()  # type: ignore[attr-defined]
+            row = s.exec(stmt.order_by(col(DatasetVersion.seq).desc())).first()
         return None if row is None else _to_dataset(row)
 
     def history(self, uuid: str) -> list[VersionInfo]:
         with Session(self.engine) as s:
             rows = s.exec(
-                select(DatasetVersion).where(DatasetVersion.uuid == uuid.lower()).order_by(DatasetVersion.seq)
+                select(DatasetVersion).where(DatasetVersion.uuid == uuid.lower()).order_by(col(DatasetVersion.seq))
             ).all()
         return [VersionInfo.model_validate(r, from_attributes=True) for r in rows]
 
@@ -243,7 +243,7 @@ class NodeStore:
 
     def imports(self) -> list[ImportRecord]:
         with Session(self.engine) as s:
-            return list(s.exec(select(ImportRecord).order_by(ImportRecord.id)).all())
+            return list(s.exec(select(ImportRecord).order_by(col(ImportRecord.id))).all())
 
     # -- writing -----------------------------------------------------------------------------
 

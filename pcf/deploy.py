@@ -91,15 +91,16 @@ class Deployment:
     pact_client_id: str = "demo-client"
     pact_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
-    tls_dir: Path | None = None
-    """CA and SuperLink certificate (``ca.crt``, ``server.pem``, ``server.key``); made when absent."""
+    tls_dir: Path = Path()
+    """CA and SuperLink certificate (``ca.crt``, ``server.pem``, ``server.key``); default ``root/tls``, made when absent."""
     aggregator_key: Path | None = None
     """The aggregator's Ed25519 identity key; made when absent."""
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
-        self.tls_dir = self.tls_dir or self.root / "tls"
+        if self.tls_dir == Path():
+            self.tls_dir = self.root / "tls"
         self.flwr_home = self.root / "flwr-home"
         self.flwr_home.mkdir(exist_ok=True)
 
