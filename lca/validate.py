@@ -207,7 +207,7 @@ def _check_anomaly(process: Process, prior: Process, view: Bundle, store_view: B
                    sources: SourceMap) -> Iterable[Diagnostic]:
     new = normalised_exchanges(process, view)
     old = normalised_exchanges(prior, store_view if prior.uuid in store_view.processes else view)
-    ids = {(ex.flow, ex.direction): ex.internal_id for ex in process.exchanges}
+    ids: dict[tuple[str, str], str] = {(ex.flow, ex.direction): ex.internal_id for ex in process.exchanges}
     for key in sorted(set(new) | set(old)):
         a, b = old.get(key, 0.0), new.get(key, 0.0)
         base = max(abs(a), abs(b))
