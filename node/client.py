@@ -68,10 +68,14 @@ class AggregatorClient:
         self.http = http or httpx.Client(timeout=30.0)
         self.key = key or load_private_key(identity_path(home))
 
-    def _signed(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
+    def _signed(self, method: str, path: str, body: bytes = b"", *, round_id: str = "-",
+                stage: str | None = None) -> httpx.Response:
         headers = sign_request(self.key, method, path, body, datetime.now(UTC))
         if body:
             headers["Content-Type"] = "application/json"
+        # the outbox records every request: what was sent is the request line, headers and body
+        sent = f"{method} {path}\n".encode() + "".join(f"{k}: {v}\n" for k, v in headers.items()).encode() + body
+        log_outbound(self.store, round_id, self.base_url, stage or f"{method} {path.split('?')[0]}", sent)
         return self.http.request(method, self.base_url + path, content=body or None, headers=headers)
 
     # -- enrolment -----------------------------------------------------------------------------
@@ -141,8 +145,7 @@ class AggregatorClient:
         signed = paillier.encrypt_contribution(public, paillier.spec_layout(spec), contribution.ints, round_id, self.key)
         body = json.dumps(signed.to_dict(), separators=(",", ":")).encode()
         path = f"/api/v1/rounds/{round_id}/contributions"
-        log_outbound(self.store, round_id, self.base_url, "paillier:contribution", body)
-        resp = self._signed("POST", path, body)
+        resp = self._signed("POST", path, body, round_id=round_id, stage="paillier:contribution")
         _raise_for(resp, f"contributing to round {round_id}")
         return dict(resp.json())
 
