@@ -139,6 +139,7 @@ class _State:
     settings: AggregatorSettings
     ctx: rounds.RoundContext
     max_age: timedelta
+    registrar: members.SuperNodeRegistrar | None = None
 
     def now(self) -> datetime:
         return self.ctx.clock()
@@ -304,25 +305,33 @@ def _routes() -> APIRouter:
         with _state(request).ctx.store.transaction() as tx:
             return members.list_members(tx, status)
 
-    for action in ("approve", "revoke"):
-        target: Literal["approved", "revoked"] = "approved" if action == "approve" else "revoked"
+    @r.post(
+        "/members/{member_id}/approve",
+        response_model=members.MemberPublic,
+        responses=error_responses(401, 403, 404, 409, 502),
+        dependencies=[Depends(require_admin)],
+        tags=["admin"],
+        name="approve_member",
+    )
+    def approve(request: Request, member_id: MemberId) -> members.MemberPublic:
+        """Approve a member (a no-op when repeated); with a SuperLink configured, its SuperNode key is
+        registered there first and the node id stored (502 and still pending if that fails)."""
+        state = _state(request)
+        return members.approve_member(state.ctx.store, member_id, state.now(), state.registrar)
 
-        def change(request: Request, member_id: MemberId, _target: Literal["approved", "revoked"] = target) -> members.MemberPublic:
-            state = _state(request)
-            with state.ctx.store.transaction() as tx:
-                return members.set_status(tx, member_id, _target, state.now())
-
-        change.__doc__ = f"{action.capitalize()} a member (repeating the same decision is a no-op)."
-        r.add_api_route(
-            f"/members/{{member_id}}/{action}",
-            change,
-            methods=["POST"],
-            response_model=members.MemberPublic,
-            responses=error_responses(401, 403, 404, 409),
-            dependencies=[Depends(require_admin)],
-            tags=["admin"],
-            name=f"{action}_member",
-        )
+    @r.post(
+        "/members/{member_id}/revoke",
+        response_model=members.MemberPublic,
+        responses=error_responses(401, 403, 404, 409),
+        dependencies=[Depends(require_admin)],
+        tags=["admin"],
+        name="revoke_member",
+    )
+    def revoke(request: Request, member_id: MemberId) -> members.MemberPublic:
+        """Revoke a member (a no-op when repeated)."""
+        state = _state(request)
+        with state.ctx.store.transaction() as tx:
+            return members.set_status(tx, member_id, "revoked", state.now())
 
     # -- rounds ------------------------------------------------------------------------------
 
@@ -534,6 +543,7 @@ def create_app(
     *,
     clock: Callable[[], datetime] | None = None,
     paillier_public_key: paillier.SplitPublicKey | None = None,
+    registrar: members.SuperNodeRegistrar | None = None,
 ) -> FastAPI:
     """Build the aggregator service.
 
@@ -544,12 +554,17 @@ def create_app(
     store
         The store; default ``open_store(settings.database_url)``.
     runner
-        ``run_secagg(spec, roster) -> (summed_ints, n)`` for ``secagg`` rounds; without it
-        running such a round answers 503.
+        ``run_secagg(spec, roster) -> (summed_ints, n)`` for ``secagg`` rounds; default
+        :class:`aggregator.flower_runner.FlowerSecAggRunner` when ``settings.superlink_address``
+        is set; without any, running such a round answers 503.
     clock
         Time source (tests); default UTC now.
     paillier_public_key
         The custodians' key; default read from ``settings.paillier_public_key_path`` if set.
+    registrar
+        Registers an approved member's SuperNode key and returns its node id; default
+        ``flwr supernode register`` against ``settings.superlink_address`` when set. With a
+        registrar, opening a ``secagg`` round fixes a signed roster of node ids.
 
     Returns
     -------
@@ -562,8 +577,18 @@ def create_app(
         from keys.custodian import load_public_key
 
         paillier_public_key = load_public_key(settings.paillier_public_key_path)
+    if settings.superlink_address is not None:
+        from aggregator import flower_runner
+
+        registrar = registrar or flower_runner.supernode_registrar(settings)
+        runner = runner or flower_runner.FlowerSecAggRunner(settings)
     ctx = rounds.RoundContext(
-        store=store, key=key, paillier_public_key=paillier_public_key, runner=runner, clock=clock or utcnow
+        store=store,
+        key=key,
+        paillier_public_key=paillier_public_key,
+        runner=runner,
+        flower_roster=registrar is not None,
+        clock=clock or utcnow,
     )
 
     @asynccontextmanager
@@ -579,7 +604,9 @@ def create_app(
         description=__doc__ or "",
         lifespan=lifespan,
     )
-    app.state.pcf = _State(settings=settings, ctx=ctx, max_age=timedelta(seconds=settings.request_max_age_seconds))
+    app.state.pcf = _State(
+        settings=settings, ctx=ctx, max_age=timedelta(seconds=settings.request_max_age_seconds), registrar=registrar
+    )
     app.add_exception_handler(AggregatorError, _on_aggregator_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
@@ -595,9 +622,10 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """``uvicorn aggregator.app:app_from_env --factory``: settings from ``PCF_AGG_*``, no secagg runner.
+    """``uvicorn aggregator.app:app_from_env --factory``: settings from ``PCF_AGG_*``.
 
-    A deployment that runs ``secagg`` rounds wires its runner with :func:`create_app` instead.
+    With ``PCF_AGG_SUPERLINK_ADDRESS`` set, approvals register SuperNodes and ``secagg`` rounds run
+    over that SuperLink; without it, ``secagg`` rounds answer 503 when run.
     """
     logging.basicConfig(level=os.environ.get("PCF_AGG_LOG_LEVEL", "INFO"))
     return create_app(AggregatorSettings())  # type: ignore[call-arg]

@@ -16,6 +16,7 @@ Exception tree::
     │   └── WindowClosed                  409  the round's contribution window is over
     ├── Unavailable                       503  a component the action needs is not configured
     ├── DeliveryFailed                    502  the receiver did not accept a factor package
+    ├── RegistrationFailed                502  the SuperLink did not register a member's SuperNode key
     └── VerificationFailed                -    a published factor does not check out (``verify``)
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "Forbidden",
     "InvalidTransition",
     "NotFound",
+    "RegistrationFailed",
     "ReplayedRequest",
     "SpecRejected",
     "StaleRequest",
@@ -128,6 +130,11 @@ class DeliveryFailed(AggregatorError):
     """The stored failed-delivery receipt, when there is one."""
 
 
+class RegistrationFailed(AggregatorError):
+    status_code = 502
+    code = "registration-failed"
+
+
 class VerificationFailed(AggregatorError):
     code = "verification-failed"
 
@@ -138,7 +145,7 @@ _DESCRIPTIONS = {
     403: "Credentials of a role not allowed here",
     404: "Not found",
     409: "Conflicts with the current state",
-    502: "Receiver did not accept the delivery",
+    502: "An upstream service (delivery receiver, SuperLink) did not accept the request",
     503: "A required component is not configured",
 }
 

@@ -33,7 +33,7 @@ from aggregator.errors import (
     StaleRequest,
     Unauthorized,
 )
-from aggregator.store import MemberRow, Transaction
+from aggregator.store import MemberRow, Store, Transaction
 from keys import identity
 from protocols.auth import (
     HEADER_KEY,
@@ -55,6 +55,8 @@ __all__ = [
     "MemberKey",
     "MemberPublic",
     "MemberStatus",
+    "SuperNodeRegistrar",
+    "approve_member",
     "authenticate_member",
     "check_signed_request",
     "enroll",
@@ -85,8 +87,16 @@ class MemberPublic(BaseModel):
     identity_public_key: str
     supernode_public_key: str
     status: MemberStatus
+    flower_node_id: str | None = None
+    """Node id (decimal string, unsigned 64-bit) the SuperLink gave the member's SuperNode on approval;
+    ``None`` while pending or when no SuperLink is configured."""
     created_at: datetime
     updated_at: datetime
+
+
+SuperNodeRegistrar = Callable[[str], str]
+"""``register(supernode_public_key) -> node id``: registers a SuperNode key with the SuperLink and returns
+the node id it assigned (decimal string); raises ``RegistrationFailed`` (see ``aggregator.flower_runner``)."""
 
 
 class MemberKey(BaseModel):
@@ -150,13 +160,48 @@ def set_status(tx: Transaction, member_id: int, status: Literal["approved", "rev
         When approving a revoked member (revocation is final: the organisation enrols a new key).
     """
     row = tx.get_member(member_id)
-    if row.status not in _ALLOWED_FROM[status]:
-        raise Conflict(
-            f"member {member_id} is {row.status!r} and cannot become {status!r}; a revoked member enrols a new key"
-        )
+    _check_allowed(row, status)
     if row.status != status:
         row = tx.set_member_status(member_id, status, now)
     return _public(row)
+
+
+def _check_allowed(row: MemberRow, status: str) -> None:
+    if row.status not in _ALLOWED_FROM[status]:
+        raise Conflict(
+            f"member {row.id} is {row.status!r} and cannot become {status!r}; a revoked member enrols a new key"
+        )
+
+
+def approve_member(
+    store: Store, member_id: int, now: datetime, register: SuperNodeRegistrar | None = None
+) -> MemberPublic:
+    """Approve a member; with ``register``, first register its SuperNode key with the SuperLink.
+
+    The registration is a call to another service, so it runs outside any transaction; the member
+    becomes ``approved`` together with its node id only once it succeeded, and a failed
+    registration leaves the member ``pending``. Approving an approved member is a no-op, except
+    that a member approved while no SuperLink was configured gets registered now.
+
+    Raises
+    ------
+    NotFound
+        For an unknown member id.
+    Conflict
+        When the member is revoked (before or during the registration), or the node id is taken.
+    RegistrationFailed
+        The SuperLink did not register the key (raised by ``register``).
+    """
+    with store.transaction() as tx:
+        row = tx.get_member(member_id)
+        _check_allowed(row, "approved")
+        if register is None or row.flower_node_id is not None:
+            return set_status(tx, member_id, "approved", now)
+        supernode_key = row.supernode_public_key
+    node_id = register(supernode_key)
+    with store.transaction() as tx:
+        _check_allowed(tx.get_member(member_id), "approved")
+        return _public(tx.set_member_status(member_id, "approved", now, flower_node_id=node_id))
 
 
 def list_members(tx: Transaction, status: MemberStatus | None = None) -> list[MemberPublic]:

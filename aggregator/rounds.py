@@ -8,7 +8,8 @@ States and transitions::
 
 ``open``
     The signed spec is published; members find the invitation (``GET /api/v1/rounds?state=open``)
-    and, for ``paillier``, post their encrypted contributions until the deadline. The round stays
+    (for ``secagg`` over Flower with the signed roster of node ids and identity keys fixed at
+    opening) and, for ``paillier``, post their encrypted contributions until the deadline. The round stays
     ``open`` while contributions arrive, so late members still find the invitation.
 ``collecting``
     ``secagg`` only: the secure-aggregation runner (Flower SuperLink) gathers the masked inputs.
@@ -71,6 +72,7 @@ from protocols import paillier
 from protocols.errors import AggregationError, InvalidSignature
 from protocols.factor import FactorError, PublishedFactor, build_factor, factor_id_for
 from protocols.paillier import spec_layout as paillier_layout
+from protocols.roster import SignedRoster, sign_roster
 from protocols.spec import (
     KIND_HIST,
     RoundSpec,
@@ -112,6 +114,7 @@ __all__ = [
     "public_log_summed",
     "resume_rounds",
     "run_round",
+    "secagg_value_bits",
     "submit_contribution",
     "submit_partial",
 ]
@@ -141,6 +144,8 @@ class RosterEntry:
     fingerprint: str
     identity_public_key: str
     supernode_public_key: str
+    flower_node_id: str | None = None
+    """The member's SuperLink node id, from the round's signed roster (``None`` without a SuperLink)."""
 
 
 SecAggRunner = Callable[[RoundSpec, list[RosterEntry]], tuple[Sequence[int], int]]
@@ -160,6 +165,9 @@ class RoundContext:
     paillier_public_key: paillier.SplitPublicKey | None = None
     """The custodians' key from the ceremony; required to create ``paillier`` rounds."""
     runner: SecAggRunner | None = None
+    flower_roster: bool = False
+    """``secagg`` rounds run over a Flower SuperLink: opening one fixes and signs its roster of approved
+    members with a registered SuperNode (node id -> identity key), and the runner gets exactly that roster."""
     clock: Callable[[], datetime] = utcnow
     spawn: Callable[[Callable[[], None]], None] = _spawn_thread
     """How a ``secagg`` run is started off the request (a daemon thread; tests may run inline)."""
@@ -179,6 +187,9 @@ class RoundPublic(BaseModel):
     signed_spec: SignedSpec
     paillier_public_key: dict[str, Any] | None = None
     """``SplitPublicKey.to_dict()`` for ``paillier`` rounds: what members encrypt to."""
+    roster: SignedRoster | None = None
+    """``secagg`` rounds over Flower, once open: the signed roster (Flower node id -> identity key) members
+    pass to ``node.rounds.receive_invitation`` with the signed spec."""
     deadline: datetime
     decision: str | None = None
     contributions: int = 0
@@ -236,6 +247,11 @@ def _split_key(row: RoundRow) -> paillier.SplitPublicKey:
     return paillier.SplitPublicKey.from_dict(_params(row)["paillier_public_key"])
 
 
+def _signed_roster(row: RoundRow) -> SignedRoster | None:
+    doc = _params(row).get("roster")
+    return SignedRoster.model_validate(doc) if doc is not None else None
+
+
 def _effective_min(spec: RoundSpec) -> int:
     if spec.protocol == "paillier":
         return max(spec.min_participants, paillier.MIN_PARTICIPANTS_FLOOR)
@@ -251,6 +267,7 @@ def _public(tx: Transaction, row: RoundRow) -> RoundPublic:
         spec_hash=row.spec_hash,
         signed_spec=signed,
         paillier_public_key=_params(row).get("paillier_public_key"),
+        roster=_signed_roster(row),
         deadline=signed.spec.deadline,
         decision=row.decision,
         contributions=tx.count_contributions(row.id),
@@ -291,11 +308,69 @@ def public_log_summed(spec: RoundSpec, summed: Sequence[int]) -> tuple[list[str 
     return shown, withheld, counts
 
 
-def _roster(tx: Transaction) -> list[RosterEntry]:
+def _roster(tx: Transaction, row: RoundRow) -> list[RosterEntry]:
+    """Who a ``secagg`` run aggregates over: the signed roster's members still approved, else every approved member."""
+    approved = tx.list_members("approved")
+    signed = _signed_roster(row)
+    if signed is None:
+        return [RosterEntry(m.fingerprint, m.identity_public_key, m.supernode_public_key) for m in approved]
+    by_node = {m.flower_node_id: m for m in approved if m.flower_node_id is not None}
     return [
-        RosterEntry(m.fingerprint, m.identity_public_key, m.supernode_public_key)
-        for m in tx.list_members("approved")
+        RosterEntry(m.fingerprint, m.identity_public_key, m.supernode_public_key, node_id)
+        for node_id, key in sorted(signed.roster.items(), key=lambda item: int(item[0]))
+        if (m := by_node.get(node_id)) is not None and m.identity_public_key == key
     ]
+
+
+def secagg_value_bits(spec: RoundSpec, participants: int) -> int:
+    """The secure-aggregation input bound ``b`` of a round: inputs lie in [-2**b, 2**b).
+
+    The smallest ``b`` with every slot's ``bound_int < 2**b``, so a node refuses any value its
+    consent could not have covered; it must also keep ``participants * 2**b <= 2**63`` so the
+    signed sum cannot wrap.
+
+    Raises
+    ------
+    ValueError
+        When no such ``b`` exists for this many participants.
+    """
+    bits = max(max(slot.bound_int for slot in vector_layout(spec)).bit_length(), 1)
+    if bits > 62 or participants * 2**bits > 2**63:
+        raise ValueError(
+            f"slot bounds need inputs below 2**{bits}; {participants} participants × 2**{bits} exceeds 2**63, "
+            f"so the masked sum could wrap; accepted: at most {2**63 // 2**bits} participants, or lower bounds/scales"
+        )
+    return bits
+
+
+def _fix_roster(tx: Transaction, ctx: RoundContext, row: RoundRow, spec: RoundSpec, now: datetime) -> None:
+    """Sign the roster of an opening ``secagg`` round, store it with the round and log it."""
+    members = [m for m in tx.list_members("approved") if m.flower_node_id is not None]
+    if len(members) < spec.min_participants:
+        raise Conflict(
+            f"round {row.id!r} cannot open: {len(members)} approved member(s) have a SuperNode registered with "
+            f"the SuperLink, min_participants is {spec.min_participants}; approve more members first"
+        )
+    if len(members) > spec.max_participants:
+        raise Conflict(
+            f"round {row.id!r} cannot open: {len(members)} approved members with a SuperNode exceed "
+            f"max_participants {spec.max_participants}; create the round with a larger max_participants"
+        )
+    try:
+        secagg_value_bits(spec, len(members))
+    except ValueError as exc:
+        raise SpecRejected(f"round {row.id!r}: {exc}") from None
+    signed = sign_roster(
+        ctx.key, row.id, row.spec_hash, {str(m.flower_node_id): m.identity_public_key for m in members}
+    )
+    tx.set_round_params(row.id, json.dumps({**_params(row), "roster": signed.model_dump(mode="json")}))
+    translog.append(
+        tx,
+        ctx.key,
+        translog.ROSTER,
+        {"round_id": row.id, "spec_hash": row.spec_hash, "roster": signed.roster, "signature": signed.signature},
+        now,
+    )
 
 
 # ------------------------------------------------------------------------------------- operations
@@ -380,12 +455,19 @@ def list_rounds(ctx: RoundContext, state: str | None = None, *, include_drafts: 
 def open_round(ctx: RoundContext, round_id: str) -> RoundPublic:
     """Publish the signed spec (log entry) and invite members: draft → open.
 
+    A ``secagg`` round over Flower (``ctx.flower_roster``) also fixes its roster here: the approved
+    members with a registered SuperNode, signed with the spec hash, stored with the round and logged.
+
     Raises
     ------
     InvalidTransition
         The round is not a draft.
     WindowClosed
         The spec's deadline has passed.
+    Conflict
+        ``secagg`` over Flower: fewer roster members than ``min_participants`` (or more than ``max_participants``).
+    SpecRejected
+        ``secagg`` over Flower: the slot bounds leave no wrap-free input bound for the roster's size.
     """
     now = ctx.clock()
     with ctx.store.transaction() as tx:
@@ -401,7 +483,9 @@ def open_round(ctx: RoundContext, round_id: str) -> RoundPublic:
         if row.params:
             payload["params"] = _params(row)
         translog.append(tx, ctx.key, translog.SPEC_PUBLISHED, payload, now)
-        return _public(tx, row)
+        if row.protocol == "secagg" and ctx.flower_roster:
+            _fix_roster(tx, ctx, row, signed.spec, now)  # a refusal rolls the opening back: the round stays a draft
+        return _public(tx, tx.get_round(round_id))
 
 
 def submit_contribution(
@@ -532,7 +616,7 @@ def run_round(ctx: RoundContext, round_id: str) -> RoundPublic:
             if ctx.runner is None:
                 raise Unavailable("no secure-aggregation runner is configured (the Flower SuperLink is not wired)")
             row = tx.transition_round(round_id, [OPEN], COLLECTING, now)
-            roster = _roster(tx)
+            roster = _roster(tx, row)
         else:
             row = tx.transition_round(round_id, [OPEN], AGGREGATING, now)
             n = tx.count_contributions(round_id)

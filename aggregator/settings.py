@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["PLACEHOLDER_SECRETS", "AggregatorSettings"]
@@ -25,7 +25,7 @@ class AggregatorSettings(BaseSettings):
     placeholder value or a token shorter than 16 characters is refused at start-up.
     """
 
-    model_config = SettingsConfigDict(env_prefix="PCF_AGG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PCF_AGG_", extra="ignore", populate_by_name=True)
 
     environment: Literal["development", "staging", "production"] = "production"
     home: Path = Field(default_factory=lambda: Path("~/.pcf/aggregator").expanduser())
@@ -45,9 +45,33 @@ class AggregatorSettings(BaseSettings):
     national_db_push_url: str | None = None
     """Where ``pcf agg publish`` delivers factor packages when no ``--to`` is given (read by the CLI)."""
     superlink_address: str | None = None
-    superlink_root_certificates: Path | None = None
+    """``host:port`` of the Flower SuperLink (its Control API). When set, approving a member registers its
+    SuperNode key there and ``secagg`` rounds run over it (:mod:`aggregator.flower_runner`)."""
+    superlink_root_certificates: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "superlink_root_certificates",
+            "superlink_root_cert",
+            "PCF_AGG_SUPERLINK_ROOT_CERTIFICATES",
+            "PCF_AGG_SUPERLINK_ROOT_CERT",
+        ),
+    )
+    """CA certificate (PEM) the SuperLink's TLS certificate is checked against
+    (``PCF_AGG_SUPERLINK_ROOT_CERTIFICATES`` or ``PCF_AGG_SUPERLINK_ROOT_CERT``)."""
     superlink_certificate: Path | None = None
     superlink_private_key: Path | None = None
+    superlink_connection: str = Field(default="pcf", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """Name of the ``[superlink.<name>]`` connection the aggregator writes into ``$FLWR_HOME/config.toml``."""
+    flwr_home: Path | None = None
+    """``FLWR_HOME`` of the Flower CLI calls (``flwr supernode register``, ``flwr run``); default ``<home>/flwr``."""
+    flower_stage_timeout_seconds: float = Field(default=60.0, gt=0)
+    """How long the ServerApp waits for the nodes' replies at each secure-aggregation stage."""
+    flower_connect_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long the ServerApp waits for the roster's SuperNodes to be connected before it starts."""
+    flower_run_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Longest wait for a round's result (also capped by the spec's deadline); then the round aborts."""
+    flower_record_path: Path | None = None
+    """Audit/test only: the ServerApp appends every message it receives to this file (the canary test)."""
     request_max_age_seconds: int = Field(default=300, gt=0)
     """Signed member requests older (or further in the future) than this are refused."""
 
@@ -70,6 +94,11 @@ class AggregatorSettings(BaseSettings):
     def database_url(self) -> str:
         """The configured database URL, or the SQLite file under ``home``."""
         return self.db_url or f"sqlite:///{self.home / 'aggregator.db'}"
+
+    @property
+    def flwr_home_dir(self) -> Path:
+        """The configured ``flwr_home``, or ``<home>/flwr``."""
+        return self.flwr_home or self.home / "flwr"
 
     @property
     def identity_key_file(self) -> Path:

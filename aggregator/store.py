@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     func,
+    inspect,
     text,
     update,
 )
@@ -102,6 +103,9 @@ class MemberRow(SQLModel, table=True):
     identity_public_key: str = Field(unique=True)
     supernode_public_key: str
     status: str = "pending"
+    flower_node_id: str | None = Field(default=None, unique=True)
+    """Decimal node id the SuperLink assigned when the SuperNode key was registered on approval
+    (text: Flower node ids are unsigned 64-bit and overflow a signed BIGINT)."""
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -115,7 +119,8 @@ class RoundRow(SQLModel, table=True):
     """JSON of the aggregator-signed spec, as sent to members."""
     spec_hash: str
     params: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    """JSON of protocol parameters fixed at creation (the ``paillier`` round's public key)."""
+    """JSON of protocol parameters: the ``paillier`` round's public key (fixed at creation), the
+    ``secagg`` round's signed roster (fixed when it opens)."""
     state: str = "draft"
     decision: str | None = None
     """Why the round ended: the disclosure rule that suppressed it, the abort reason, or the factor published."""
@@ -269,13 +274,29 @@ class Transaction:
             q = q.where(MemberRow.status == status)
         return list(self.session.exec(q))
 
-    def set_member_status(self, member_id: int, status: str, now: datetime) -> MemberRow:
+    def set_member_status(
+        self, member_id: int, status: str, now: datetime, flower_node_id: str | None = None
+    ) -> MemberRow:
+        """Set a member's status (and, when given, its SuperLink node id).
+
+        MUST raise ``Conflict`` when the node id already belongs to another member.
+        """
         if status not in MEMBER_STATUSES:
             raise ValueError(f"member status {status!r}: accepted are {MEMBER_STATUSES}")
         row = self.get_member(member_id)
         row.status = status
+        if flower_node_id is not None:
+            row.flower_node_id = flower_node_id
         row.updated_at = now
-        self._add(row)
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(
+                    f"Flower node id {flower_node_id} already belongs to another member; "
+                    "each member's SuperNode has its own key and node id"
+                ) from None
+            raise
         return row
 
     # -- rounds ----------------------------------------------------------------------------------
@@ -331,6 +352,13 @@ class Transaction:
             )
         row = self.get_round(round_id)
         self.session.refresh(row)
+        return row
+
+    def set_round_params(self, round_id: str, params: str) -> RoundRow:
+        """Replace a round's ``params`` JSON (in the caller's transaction, with the step that fixes them)."""
+        row = self.get_round(round_id)
+        row.params = params
+        self._add(row)
         return row
 
     # -- contributions and partial decryptions ---------------------------------------------------
@@ -524,6 +552,7 @@ class Store:
         # SQLite has one writer at a time; serialising in-process avoids "database is locked".
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         SQLModel.metadata.create_all(engine)
+        _add_missing_columns(engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -540,6 +569,25 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add nullable columns introduced after a database was created (``create_all`` adds only tables).
+
+    Only nullable columns without a server default are added, so existing rows stay valid; their
+    unique constraints are not retrofitted (new databases get them from ``create_all``).
+    """
+    with engine.begin() as conn:
+        inspector = inspect(conn)
+        for table in SQLModel.metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable or column.primary_key:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "ENTRY_TYPES",
     "GENESIS_HASH",
     "PUBLICATION",
+    "ROSTER",
     "SPEC_PUBLISHED",
     "SUPPRESSION",
     "ChainBreak",
@@ -60,7 +61,10 @@ PUBLICATION: Final = "publication"
 """payload: ``round_id``, ``factor_id``, ``version``, ``document_hash``."""
 ABORT: Final = "abort"
 """payload: ``round_id``, ``reason``."""
-ENTRY_TYPES: Final = (SPEC_PUBLISHED, CONTRIBUTION_RECEIPT, AGGREGATE, SUPPRESSION, PUBLICATION, ABORT)
+ROSTER: Final = "roster"
+"""payload: ``round_id``, ``spec_hash``, ``roster`` (Flower node id -> member identity key), ``signature``
+(the aggregator's roster signature members verify, ``protocols.roster``)."""
+ENTRY_TYPES: Final = (SPEC_PUBLISHED, ROSTER, CONTRIBUTION_RECEIPT, AGGREGATE, SUPPRESSION, PUBLICATION, ABORT)
 
 
 class LogEntry(BaseModel):

@@ -85,6 +85,7 @@ __all__ = [
     "run_secagg",
     "secagg_client_app",
     "secagg_server_app",
+    "server_main",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,8 @@ class RunConfigKey:
     STAGE_TIMEOUT = "stage-timeout"
     CONNECT_TIMEOUT = "connect-timeout"
     RESULT_PATH = "result-path"
+    VALUE_BITS = "value-bits"
+    """Input bound b (values in [-2**b, 2**b)); 0 or absent: the default for the participant count."""
 
 
 # =========================================================================== wire encoding
@@ -507,7 +510,8 @@ def result_to_json(result: AggregateResult) -> dict[str, Any]:
     }
 
 
-def _server_main(grid: Grid, context: Context, *, secure: bool) -> None:
+def server_main(grid: Grid, context: Context, *, secure: bool) -> None:
+    """Run one round configured by :class:`RunConfigKey` keys and write its result JSON atomically."""
     cfg = context.run_config
     roster_doc = json.loads(Path(str(cfg[RunConfigKey.ROSTER_PATH])).read_text(encoding="utf-8"))
     roster = {int(node): str(key) for node, key in roster_doc.items()}
@@ -516,6 +520,7 @@ def _server_main(grid: Grid, context: Context, *, secure: bool) -> None:
     _wait_for_nodes(grid, participants, float(cfg.get(RunConfigKey.CONNECT_TIMEOUT, 30.0)))
     round_id, length = str(cfg[RunConfigKey.ROUND_ID]), int(cfg[RunConfigKey.VECTOR_LENGTH])
     timeout = float(cfg.get(RunConfigKey.STAGE_TIMEOUT, 60.0))
+    value_bits = int(cfg.get(RunConfigKey.VALUE_BITS, 0)) or None
     if secure:
         result = run_secagg(
             grid,
@@ -525,10 +530,11 @@ def _server_main(grid: Grid, context: Context, *, secure: bool) -> None:
             roster,
             threshold=int(cfg.get(RunConfigKey.THRESHOLD, 0)) or None,
             degree=int(cfg.get(RunConfigKey.DEGREE, 0)) or None,
+            value_bits=value_bits,
             timeout=timeout,
         )
     else:
-        result = run_plain_sum(grid, participants, round_id, length, timeout=timeout)
+        result = run_plain_sum(grid, participants, round_id, length, value_bits=value_bits, timeout=timeout)
     out = Path(str(cfg[RunConfigKey.RESULT_PATH]))
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(result_to_json(result)), encoding="utf-8")
@@ -541,7 +547,7 @@ secagg_server_app = ServerApp()
 
 @secagg_server_app.main()
 def _secagg_main(grid: Grid, context: Context) -> None:
-    _server_main(grid, context, secure=True)
+    server_main(grid, context, secure=True)
 
 
 plain_server_app = ServerApp()
@@ -550,7 +556,7 @@ plain_server_app = ServerApp()
 
 @plain_server_app.main()
 def _plain_main(grid: Grid, context: Context) -> None:
-    _server_main(grid, context, secure=False)
+    server_main(grid, context, secure=False)
 
 
 # =========================================================================== client side

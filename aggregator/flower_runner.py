@@ -1,0 +1,439 @@
+"""Secure-aggregation rounds over a Flower SuperLink: SuperNode registration on approval and ``flwr run`` of a round.
+
+The aggregator drives the SuperLink only through the Flower CLI, with ``FLWR_HOME`` set to
+``settings.flwr_home_dir`` whose ``config.toml`` names the SuperLink as the connection
+``settings.superlink_connection`` (:func:`write_flwr_config`):
+
+* approving a member runs ``flwr supernode register <key file> <connection> --format json`` and
+  keeps the node id it prints (:func:`register_supernode`);
+* running a ``secagg`` round (:class:`FlowerSecAggRunner`) writes a Flower App project naming
+  ``pcf.flower_app:server_app`` / ``pcf.flower_app:client_app``, the roster file (node id ->
+  identity key, from the round's signed roster) and the run config, runs ``flwr run`` and waits
+  for the ServerApp's result file; a failed, stopped or overdue run raises, so the round aborts.
+
+The ServerApp runs in a process the SuperLink starts, so the run directory (roster, result) must be
+a path both the aggregator and the SuperLink see: the same machine, or a shared volume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from aggregator.errors import RegistrationFailed
+from aggregator.members import SuperNodeRegistrar
+from aggregator.rounds import RosterEntry, secagg_value_bits
+from aggregator.settings import AggregatorSettings
+from aggregator.store import utcnow
+from protocols.spec import RoundSpec, vector_layout
+
+__all__ = [
+    "CLIENT_APP",
+    "SERVER_APP",
+    "CommandRunner",
+    "FlowerRunFailed",
+    "FlowerSecAggRunner",
+    "flwr_env",
+    "register_supernode",
+    "run_config_toml",
+    "supernode_registrar",
+    "write_fab_project",
+    "write_flwr_config",
+]
+
+log = logging.getLogger(__name__)
+
+SERVER_APP: Final = "pcf.flower_app:server_app"
+CLIENT_APP: Final = "pcf.flower_app:client_app"
+_BIN = Path(sys.executable).parent
+_REPO = Path(__file__).resolve().parents[1]
+_CLI_TIMEOUT = 120.0
+_STATUS_EVERY = 15.0
+_config_lock = threading.Lock()
+
+CommandRunner = Callable[[Sequence[str], Mapping[str, str], float], "subprocess.CompletedProcess[str]"]
+"""``run(args, env, timeout) -> CompletedProcess`` with text stdout/stderr (tests inject a fake)."""
+
+
+class FlowerRunFailed(RuntimeError):
+    """A round's Flower run did not produce a usable result; the round aborts and nothing is published."""
+
+
+def _run_command(args: Sequence[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), env=dict(env), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _flwr() -> str:
+    path = _BIN / "flwr"
+    return str(path) if path.exists() else "flwr"
+
+
+def _tail(text: str, limit: int = 600) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _json_out(stdout: str) -> dict[str, Any]:
+    """The JSON object a ``flwr ... --format json`` call printed (ignoring anything before it)."""
+    start = stdout.find("{")
+    if start < 0:
+        return {}
+    try:
+        doc = json.loads(stdout[start:])
+    except json.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+# ------------------------------------------------------------------------------------ CLI setup
+
+
+def flwr_env(settings: AggregatorSettings) -> dict[str, str]:
+    """Environment of the aggregator's Flower CLI calls: its ``FLWR_HOME``, the venv's ``bin`` on ``PATH``."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "FLWR_HOME": str(settings.flwr_home_dir),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")])),
+        }
+    )
+    return env
+
+
+def _connection(settings: AggregatorSettings) -> dict[str, str]:
+    if not settings.superlink_address:
+        raise ValueError("PCF_AGG_SUPERLINK_ADDRESS is not set; the aggregator has no SuperLink to talk to")
+    section = {"address": settings.superlink_address}
+    if settings.superlink_root_certificates is not None:
+        section["root-certificates"] = str(Path(settings.superlink_root_certificates).expanduser().absolute())
+    return section
+
+
+def write_flwr_config(settings: AggregatorSettings) -> str:
+    """Make ``$FLWR_HOME/config.toml`` name the SuperLink as ``[superlink.<connection>]``; return the name.
+
+    Other connections in the file are kept; the file is rewritten only when the section differs (so a
+    read-only file provisioned with the same connection, as in the compose deployment, is fine).
+
+    Raises
+    ------
+    ValueError
+        No SuperLink configured, the file is not TOML, or it cannot be written.
+    """
+    name = settings.superlink_connection
+    wanted = _connection(settings)
+    path = settings.flwr_home_dir / "config.toml"
+    with _config_lock:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        try:
+            current = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"{path}: not valid TOML; fix or remove it (the aggregator adds [superlink.{name}])") from None
+        links = current.get("superlink", {})
+        if links.get(name) == wanted:
+            return name
+        # Drop an outdated [superlink.<name>] block, then append the current one.
+        kept: list[str] = []
+        skipping = False
+        for line in text.splitlines():
+            if line.strip().startswith("["):
+                skipping = line.strip() == f"[superlink.{name}]"
+            if not skipping:
+                kept.append(line)
+        head = "" if links else f'[superlink]\ndefault = "{name}"\n\n'
+        block = f"[superlink.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in wanted.items())
+        body = "\n".join(kept).rstrip()
+        new = head + (body + "\n\n" if body else "") + block
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".toml.tmp")
+            tmp.write_text(new, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            raise ValueError(
+                f"{path}: cannot write the [superlink.{name}] connection ({exc.strerror}); provision it with "
+                f"address = {wanted['address']!r} or make the file writable"
+            ) from None
+    return name
+
+
+# ----------------------------------------------------------------------------------- registration
+
+
+def register_supernode(
+    settings: AggregatorSettings, supernode_public_key: str, *, run: CommandRunner = _run_command
+) -> str:
+    """Register a member's SuperNode public key with the SuperLink; return the node id it assigned.
+
+    Parameters
+    ----------
+    settings
+        Names the SuperLink (``superlink_address``, ``superlink_root_certificates``, ``flwr_home``).
+    supernode_public_key
+        The key from the member's enrolment (OpenSSH public key line).
+    run
+        Runs the ``flwr`` command (injectable for tests).
+
+    Returns
+    -------
+    str
+        The node id, a decimal string (Flower node ids are unsigned 64-bit).
+
+    Raises
+    ------
+    RegistrationFailed
+        The SuperLink refused the key or could not be reached; the message quotes ``flwr``'s output.
+    """
+    try:
+        connection = write_flwr_config(settings)
+    except ValueError as exc:
+        raise RegistrationFailed(f"the Flower CLI is not set up: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="pcf-supernode-") as tmp:
+        key_file = Path(tmp) / "supernode.pub"
+        key_file.write_text(supernode_public_key.strip() + "\n", encoding="utf-8")
+        args = [_flwr(), "supernode", "register", str(key_file), connection, "--format", "json"]
+        try:
+            out = run(args, flwr_env(settings), _CLI_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RegistrationFailed(
+                f"could not run `flwr supernode register` against SuperLink {settings.superlink_address}: {exc}"
+            ) from None
+    doc = _json_out(out.stdout)
+    node_id = doc.get("node-id")
+    if out.returncode != 0 or not doc.get("success", True) or node_id is None or not re.fullmatch(r"[0-9]+", str(node_id)):
+        detail = doc.get("error-message") or _tail(out.stderr or out.stdout) or f"exit code {out.returncode}"
+        raise RegistrationFailed(
+            f"SuperLink {settings.superlink_address} did not register the member's SuperNode key "
+            f"({supernode_public_key.strip()[:40]}…): {detail}; the member stays pending. Accepted: an EC "
+            "public key in OpenSSH format not registered before, and a reachable SuperLink"
+        )
+    return str(int(str(node_id)))
+
+
+def supernode_registrar(settings: AggregatorSettings, *, run: CommandRunner = _run_command) -> SuperNodeRegistrar:
+    """:func:`register_supernode` bound to ``settings``, as :func:`aggregator.members.approve_member` takes it."""
+    return lambda key: register_supernode(settings, key, run=run)
+
+
+# -------------------------------------------------------------------------------------- the FAB
+
+_FAB_PYPROJECT = """\
+[project]
+name = "pcfround"
+version = "1.0.0"
+description = "pcf-dataspace aggregation round"
+license = "Apache-2.0"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "pcf-dataspace"
+
+[tool.flwr.app.components]
+serverapp = "{serverapp}"
+clientapp = "{clientapp}"
+
+[tool.flwr.app.config]
+round-id = "round"
+vector-length = 1
+value-bits = 0
+roster-path = ""
+participants = ""
+threshold = 0
+degree = 0
+stage-timeout = 60.0
+connect-timeout = 30.0
+result-path = ""
+record-path = ""
+"""
+
+
+def write_fab_project(directory: Path, *, serverapp: str = SERVER_APP, clientapp: str = CLIENT_APP) -> Path:
+    """Write the Flower App project ``flwr run`` bundles: a pyproject naming installed components.
+
+    The components live in this repository's installed packages, so the bundle carries no code.
+    """
+    for ref in (serverapp, clientapp):
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):
+            raise ValueError(f"Flower component {ref!r}: accepted: 'module.path:attribute'")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pyproject.toml").write_text(_FAB_PYPROJECT.format(serverapp=serverapp, clientapp=clientapp))
+    return directory
+
+
+def run_config_toml(values: Mapping[str, str | int | float]) -> str:
+    """TOML of run-config overrides (``flwr run --run-config <file>.toml``); strings are JSON-escaped."""
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise TypeError(f"run config {key!r} = {value!r}: accepted: str, int, float")
+        lines.append(f"{key} = {json.dumps(value) if isinstance(value, str) else repr(value)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- runner
+
+
+class FlowerSecAggRunner:
+    """``run_secagg(spec, roster)`` over the SuperLink (the :data:`aggregator.rounds.SecAggRunner` interface).
+
+    Parameters
+    ----------
+    settings
+        SuperLink connection, ``FLWR_HOME``, time limits, optional ``flower_record_path``.
+    serverapp, clientapp
+        Components of the FAB (the plain-sum control of the canary test uses others).
+    record_path
+        Where the ServerApp records every message it receives; default ``settings.flower_record_path``.
+    run
+        Runs the ``flwr`` commands (injectable for tests).
+    clock
+        Time source, for the spec's deadline.
+    """
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        *,
+        serverapp: str = SERVER_APP,
+        clientapp: str = CLIENT_APP,
+        record_path: Path | None = None,
+        run: CommandRunner = _run_command,
+        clock: Callable[[], datetime] = utcnow,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.settings = settings
+        self.serverapp = serverapp
+        self.clientapp = clientapp
+        self.record_path = record_path if record_path is not None else settings.flower_record_path
+        self.run = run
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.last_run_dir: Path | None = None
+
+    def __call__(self, spec: RoundSpec, roster: list[RosterEntry]) -> tuple[list[int], int]:
+        """Run the round; return the signed slot sums and the number of contributors.
+
+        Raises
+        ------
+        FlowerRunFailed
+            Too small a roster, the deadline passed, ``flwr run`` refused, the run failed or was
+            stopped, or no result within the time limit (the run is then stopped).
+        """
+        nodes = {int(e.flower_node_id): e.identity_public_key for e in roster if e.flower_node_id is not None}
+        if len(nodes) < max(spec.min_participants, 2):
+            raise FlowerRunFailed(
+                f"round {spec.round_id!r}: {len(nodes)} roster member(s) with a SuperNode node id; "
+                f"at least {max(spec.min_participants, 2)} are needed"
+            )
+        try:
+            value_bits = secagg_value_bits(spec, len(nodes))
+        except ValueError as exc:
+            raise FlowerRunFailed(f"round {spec.round_id!r}: {exc}") from None
+        wait = min(self.settings.flower_run_timeout_seconds, (spec.deadline - self.clock()).total_seconds())
+        if wait <= 0:
+            raise FlowerRunFailed(
+                f"round {spec.round_id!r}: its deadline {spec.deadline.isoformat()} has passed; members approved "
+                "contributing before it, so the round is not run"
+            )
+        run_dir = self.settings.home / "flower-runs" / f"{spec.round_id}-{uuid.uuid4().hex[:8]}"
+        run_dir.mkdir(parents=True, exist_ok=False)
+        self.last_run_dir = run_dir
+        app_dir = write_fab_project(run_dir / "app", serverapp=self.serverapp, clientapp=self.clientapp)
+        roster_path = run_dir / "roster.json"
+        roster_path.write_text(json.dumps({str(n): k for n, k in sorted(nodes.items())}), encoding="utf-8")
+        result_path = run_dir / "result.json"
+        config: dict[str, str | int | float] = {
+            "round-id": spec.round_id,
+            "vector-length": len(vector_layout(spec)),
+            "value-bits": value_bits,
+            "roster-path": str(roster_path),
+            "participants": ",".join(str(n) for n in sorted(nodes)),
+            "stage-timeout": float(self.settings.flower_stage_timeout_seconds),
+            "connect-timeout": float(self.settings.flower_connect_timeout_seconds),
+            "result-path": str(result_path),
+            "record-path": str(self.record_path) if self.record_path is not None else "",
+        }
+        config_path = run_dir / "run-config.toml"
+        config_path.write_text(run_config_toml(config), encoding="utf-8")
+
+        try:
+            connection = write_flwr_config(self.settings)
+        except ValueError as exc:
+            raise FlowerRunFailed(f"round {spec.round_id!r}: the Flower CLI is not set up: {exc}") from None
+        env = flwr_env(self.settings)
+        started = time.monotonic()
+        out = self._flwr(["run", str(app_dir), connection, "--run-config", str(config_path), "--format", "json"], env)
+        doc = _json_out(out.stdout)
+        if out.returncode != 0 or not doc.get("success") or not doc.get("run-id"):
+            raise FlowerRunFailed(
+                f"round {spec.round_id!r}: `flwr run` was refused by SuperLink {self.settings.superlink_address}: "
+                f"{doc.get('error-message') or _tail(out.stderr or out.stdout)}"
+            )
+        run_id = str(doc["run-id"])
+        log.info("round %s: Flower run %s started (%s nodes, value bits %s)", spec.round_id, run_id, len(nodes), value_bits)
+        result = self._wait(spec.round_id, run_id, result_path, connection, env, started + wait)
+        if "error" in result:
+            raise FlowerRunFailed(f"round {spec.round_id!r}: the ServerApp failed: {result['error']}")
+        return self._check(spec, nodes, result)
+
+    def _flwr(self, args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return self.run([_flwr(), *args], env, _CLI_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FlowerRunFailed(f"`flwr {args[0]}` could not run: {exc}") from None
+
+    def _status(self, run_id: str, connection: str, env: Mapping[str, str]) -> str:
+        out = self._flwr(["ls", connection, "--run-id", run_id, "--format", "json"], env)
+        runs = _json_out(out.stdout).get("runs") or []
+        return str(runs[0].get("status", "")) if runs and isinstance(runs[0], dict) else ""
+
+    def _wait(
+        self, round_id: str, run_id: str, result_path: Path, connection: str, env: Mapping[str, str], deadline: float
+    ) -> dict[str, Any]:
+        next_status = time.monotonic() + _STATUS_EVERY
+        while time.monotonic() < deadline:
+            if result_path.exists():
+                doc: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+                return doc
+            if time.monotonic() >= next_status:
+                status = self._status(run_id, connection, env)
+                if status.startswith("finished") and not result_path.exists():
+                    raise FlowerRunFailed(f"round {round_id!r}: Flower run {run_id} ended {status!r} without a result")
+                next_status = time.monotonic() + _STATUS_EVERY
+            time.sleep(self.poll_interval)
+        self._flwr(["stop", run_id, connection], env)
+        raise FlowerRunFailed(f"round {round_id!r}: no result from Flower run {run_id} in time; the run was stopped")
+
+    @staticmethod
+    def _check(spec: RoundSpec, nodes: Mapping[int, str], result: Mapping[str, Any]) -> tuple[list[int], int]:
+        length = len(vector_layout(spec))
+        try:
+            summed = [int(v) for v in result["total_signed"]]
+            contributors = [int(c) for c in result["contributors"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FlowerRunFailed(f"round {spec.round_id!r}: malformed result ({exc})") from None
+        if result.get("round_id") != spec.round_id or len(summed) != length:
+            raise FlowerRunFailed(
+                f"round {spec.round_id!r}: the result is for round {result.get('round_id')!r} with {len(summed)} "
+                f"values; expected this round with {length}"
+            )
+        strangers = sorted(set(contributors) - set(nodes))
+        if strangers or len(set(contributors)) != len(contributors):
+            raise FlowerRunFailed(f"round {spec.round_id!r}: contributors {strangers or contributors} are not the roster's")
+        return summed, len(contributors)
