@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcf.deploy import Deployment, NodeHandle
+from pcf.deploy import Deployment, NodeHandle, Placement
 
 __all__ = ["DemoError", "DemoResult", "demo_cmd", "plaintext_reference", "run_demo"]
 
@@ -126,11 +126,14 @@ def run_demo(
     quiet: bool = False,
     on_published: Callable[[DemoResult], None] | None = None,
     console: Console | None = None,
+    placement: Placement | None = None,
 ) -> DemoResult:
     """Run the demo; returns the published factor, the URLs and the verification report.
 
     With ``keep_running`` the services stay up until SIGINT / SIGTERM (``on_published`` is
-    called as soon as the factor is published, before waiting).
+    called as soon as the factor is published, before waiting). ``placement`` runs the processes
+    elsewhere (e.g. in network namespaces, :meth:`pcf.netns.Topology.placement`); default: all on
+    loopback.
     """
     from keys.cli import write_deployment
     from node import rounds as node_rounds
@@ -153,14 +156,20 @@ def run_demo(
     for stale in ("keys", "custodians", "nodes", "aggregator", "superlink", "flwr-home", "logs"):
         shutil.rmtree(root / stale, ignore_errors=True)  # a rerun in the same --workdir starts afresh
     deployment: Deployment | None = None
+    admin: httpx.Client | None = None
+    node_http = httpx.Client(timeout=30.0)  # the nodes' side of the demo; closed at the end
     try:
         with progress.step(f"keys: TLS, aggregator and {nodes} node identities (pcf keys deployment)"):
-            write_deployment(keys_dir, nodes=nodes, superlink_hosts=("127.0.0.1", "localhost"),
-                             aggregator_host="127.0.0.1")
+            where = placement or Placement()
+            sl_host = where.superlink_host or where.host
+            sl_names = tuple(dict.fromkeys((sl_host, "127.0.0.1", "localhost")))  # nodes use the first
+            write_deployment(keys_dir, nodes=nodes, superlink_hosts=sl_names, aggregator_host=where.host)
             env_file = dict(line.split("=", 1) for line in (keys_dir / ".env").read_text().splitlines()
                             if "=" in line and not line.startswith("#"))
-            deployment = Deployment(root, tls_dir=keys_dir / "tls", aggregator_key=keys_dir / "aggregator" /
-                                    "identity.key", admin_token=env_file.get("PCF_AGG_ADMIN_TOKEN", "").strip('"'),
+            deployment = Deployment(root, host=where.host, superlink_host=where.superlink_host,
+                                    prefixes=dict(where.prefixes), tls_dir=keys_dir / "tls",
+                                    aggregator_key=keys_dir / "aggregator" / "identity.key",
+                                    admin_token=env_file.get("PCF_AGG_ADMIN_TOKEN", "").strip('"'),
                                     pact_client_id=env_file.get("PCF_AGG_PACT_CLIENT_ID", "demo").strip('"'),
                                     pact_client_secret=env_file.get("PCF_AGG_PACT_CLIENT_SECRET", "").strip('"'))
         d = deployment
@@ -186,7 +195,7 @@ def run_demo(
                 store = NodeStore(node.db_url)
                 try:
                     import_paths(store, background_files() + [firms[i - 1]])
-                    client = AggregatorClient(store, node.home, api)
+                    client = AggregatorClient(store, node.home, api, http=node_http)
                     firm = next(p for p in store.bundle().processes.values() if p.annual_production)
                     client.enroll(firm.name.get("zh", firm.display_name()), firm.display_name(),
                                   node.supernode_public.read_text().strip())
@@ -207,7 +216,7 @@ def run_demo(
             for node in handles:
                 store = NodeStore(node.db_url)
                 try:
-                    client = AggregatorClient(store, node.home, api)
+                    client = AggregatorClient(store, node.home, api, http=node_http)
                     if spec.round_id not in client.fetch_invitations():
                         raise RuntimeError(f"{node.name} got no verified invitation to {spec.round_id}")
                     firm = next(p for p in store.bundle().processes.values() if p.annual_production)
@@ -256,6 +265,9 @@ def run_demo(
             _wait_for_signal()
         return result
     finally:
+        node_http.close()
+        if admin is not None:
+            admin.close()
         if deployment is not None:
             deployment.stop()
 

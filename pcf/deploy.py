@@ -6,6 +6,9 @@ them are stopped by process id, children included, by :meth:`Deployment.stop`.
 
 TLS is on between SuperNodes and the SuperLink (a CA and server certificate from
 :mod:`keys.tls`) and the SuperLink authenticates SuperNodes by their registered public keys.
+
+A :class:`Placement` puts processes on other hosts of a test network: a command prefix per process
+(``ip netns exec <namespace>``, see :mod:`pcf.netns`) and the address the SuperLink binds.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -31,7 +35,7 @@ from keys.identity import (
 )
 from keys.tls import generate_supernode_auth_keys, write_tls_files
 
-__all__ = ["BIN", "Deployment", "DeploymentError", "NodeHandle", "free_port", "wait_for_port"]
+__all__ = ["BIN", "Deployment", "DeploymentError", "NodeHandle", "Placement", "free_port", "wait_for_port"]
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +60,21 @@ def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
         except OSError:
             time.sleep(0.1)
     return False
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a deployment's processes run; the default is everything on loopback of this host.
+
+    ``host`` is an address of this (root) namespace: the aggregator binds it and local ports are
+    picked on it. ``superlink_host`` is the address the SuperLink binds and everyone reaches it by
+    (default ``host``); it goes into the SuperLink certificate's SANs. ``prefixes`` maps a process
+    name (``superlink``, ``aggregator``, ``supernode-<node>``) to the command prefix it runs under.
+    """
+
+    host: str = "127.0.0.1"
+    superlink_host: str | None = None
+    prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +114,11 @@ class Deployment:
     """CA and SuperLink certificate (``ca.crt``, ``server.pem``, ``server.key``); default ``root/tls``, made when absent."""
     aggregator_key: Path | None = None
     """The aggregator's Ed25519 identity key; made when absent."""
+    superlink_host: str | None = None
+    """Address the SuperLink binds and is reached by; default ``host``."""
+    prefixes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Command prefix per process name (``superlink``, ``aggregator``, ``supernode-<node>``), e.g.
+    ``["ip", "netns", "exec", "pcf-3fa9c1-sl"]``; a process without one runs as is."""
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -126,6 +150,7 @@ class Deployment:
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None,
               cwd: Path | None = None) -> subprocess.Popen[bytes]:
         with open(self.root / "logs" / f"{name}.log", "ab") as log:
+            args = [*self.prefixes.get(name, ()), *args]
             proc = subprocess.Popen(args, cwd=cwd or self.root, env=env or self.base_env(), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = proc
@@ -138,9 +163,14 @@ class Deployment:
     # -- SuperLink -----------------------------------------------------------------------------
 
     def start_superlink(self, port: int | None = None) -> int:
-        """TLS SuperLink with SuperNode authentication and a database file; returns its port."""
+        """TLS SuperLink with SuperNode authentication and a database file; returns its port.
+
+        It binds ``superlink_host`` (default ``host``); with a prefix (another namespace) the port is
+        only picked here, free in that namespace since nothing else listens there.
+        """
+        sl_host = self.superlink_address_host
         if not (self.tls_dir / "ca.crt").exists():
-            write_tls_files(self.tls_dir, hosts=sorted({"localhost", "127.0.0.1", self.host}))
+            write_tls_files(self.tls_dir, hosts=sorted({"localhost", "127.0.0.1", self.host, sl_host}))
         port = port or free_port(self.host)
         (self.root / "superlink").mkdir(exist_ok=True)
         self.start("superlink", [
@@ -151,15 +181,19 @@ class Deployment:
             "--enable-supernode-auth",
             "--disable-runtime-dependency-installation",
             "--database", str(self.root / "superlink" / "state.db"),
-            "--host", self.host, "--port", str(port),
+            "--host", sl_host, "--port", str(port),
         ])
         (self.flwr_home / "config.toml").write_text(
-            f'[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "{self.host}:{port}"\n'
+            f'[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "{sl_host}:{port}"\n'
             f'root-certificates = "{self.tls_dir / "ca.crt"}"\n')
-        if not wait_for_port(port, 60, self.host) or self.processes["superlink"].poll() is not None:
-            raise self._fail("superlink", f"did not listen on {self.host}:{port}")
+        if not wait_for_port(port, 60, sl_host) or self.processes["superlink"].poll() is not None:
+            raise self._fail("superlink", f"did not listen on {sl_host}:{port}")
         self.superlink_port = port
         return port
+
+    @property
+    def superlink_address_host(self) -> str:
+        return self.superlink_host or self.host
 
     # -- aggregator ----------------------------------------------------------------------------
 
@@ -179,7 +213,7 @@ class Deployment:
         })
         if self.superlink_port is not None:
             env.update({
-                "PCF_AGG_SUPERLINK_ADDRESS": f"{self.host}:{self.superlink_port}",
+                "PCF_AGG_SUPERLINK_ADDRESS": f"{self.superlink_address_host}:{self.superlink_port}",
                 "PCF_AGG_SUPERLINK_ROOT_CERT": str(self.tls_dir / "ca.crt"),
                 "PCF_AGG_FLWR_HOME": str(self.flwr_home),
             })
@@ -238,7 +272,7 @@ class Deployment:
         proc = self.start(f"supernode-{node.name}", [
             str(BIN / "flower-supernode"),
             "--root-certificates", str(self.tls_dir / "ca.crt"),
-            "--superlink", f"{superlink_host or self.host}:{self.superlink_port}",
+            "--superlink", f"{superlink_host or self.superlink_address_host}:{self.superlink_port}",
             "--auth-supernode-private-key", str(node.supernode_private),
             "--node-config", f'pcf-home="{node.home}"',
             "--port", str(free_port(self.host)),
