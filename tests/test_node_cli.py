@@ -182,3 +182,58 @@ def test_template_command_writes_blank_and_example(tmp_path: Path) -> None:
     names = sorted(Path(p).name for p in out["written"])
     assert "pcf_template_blank.xlsx" in names and "pcf_template_example.csv" in names
     shutil.rmtree(tmp_path / "t")
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "lca" / "data" / "samples"
+
+
+def _import_firm(db: str) -> str:
+    files = [str(p) for p in sorted((SAMPLES / "background").glob("*.csv"))] + [str(SAMPLES / "aluminium" /
+                                                                                   "firm_1.csv")]
+    code, out = pcf("node", "import", *files, "--db", db, "--json")
+    assert code == 0, out
+    code, listed = pcf("node", "list", "--db", db, "--json")
+    return next(p["uuid"] for p in listed if "Dianxi" in p["name_en"])
+
+
+def test_footprint_cli_matches_hand_computation_with_tree(db: str) -> None:
+    uuid = _import_firm(db)
+    code, out = pcf("node", "footprint", uuid, "--tree", "2", "--db", db, "--json")
+    assert code == 0, out
+    # per kg of aluminium (the flow's reference unit); by hand per t (AR5):
+    co2 = 1.921 * 1170 + 0.412 * 510 + 0.016 * 1980 + 13280 * 0.1073 + 1498
+    ch4 = (1.921 * 1.10 + 0.412 * 0.36) * 28
+    total = co2 + ch4 + 0.016 * 0.02 * 265 + 0.021 * 6630 + 0.0021 * 11100
+    assert out["process"] == uuid and out["unit"] == "kg CO2e" and out["gwp_set"] == "AR5"
+    assert out["total"] * 1000 == pytest.approx(total, rel=1e-12)
+    assert out["by_gas"]["CO2"] * 1000 == pytest.approx(co2, rel=1e-12)
+    assert out["by_gas"]["CH4"] * 1000 == pytest.approx(ch4, rel=1e-12)
+    children = {c["name"]["en"]: c for c in out["tree"]["children"]}
+    grid = children["Electricity, AC, grid, Yunnan (background)"]
+    assert grid["cumulative"] * 1000 == pytest.approx(13280 * 0.1073, rel=1e-12)
+    assert sum(c["cumulative"] for c in children.values()) + out["tree"]["direct"] == pytest.approx(out["total"])
+    code, ar6 = pcf("node", "footprint", uuid, "--method", "AR6", "--db", db, "--json")
+    assert ar6["gwp_set"] == "AR6" and ar6["by_gas"]["CF4"] * 1000 == pytest.approx(0.021 * 7380, rel=1e-12)
+
+
+def test_footprint_of_unknown_process_is_an_error(db: str) -> None:
+    _import_firm(db)
+    code, out = pcf("node", "footprint", "00000000-0000-0000-0000-00000000dead", "--db", db, "--json")
+    assert code in (11, 12) and "error" in out
+
+
+@pytest.mark.parametrize("fmt", ["ilcd", "jsonld"])
+def test_export_then_import_elsewhere_keeps_uuids_amounts_and_both_languages(tmp_path: Path, db: str,
+                                                                             fmt: str) -> None:
+    uuid = _import_firm(db)
+    out_zip = tmp_path / f"export-{fmt}.zip"
+    code, out = pcf("node", "export", str(out_zip), "--format", fmt, "--process", uuid, "--db", db, "--json")
+    assert code == 0, out
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    code, out = pcf("node", "import", str(out_zip), "--db", other, "--json")
+    assert code == 0, out
+    code, a = pcf("node", "show", uuid, "--db", db, "--json")
+    code, b = pcf("node", "show", uuid, "--db", other, "--json")
+    assert b["name"] == a["name"] and b["name"]["zh"] == "原铝锭（电解），滇西水电铝业"
+    assert [(e["flow"], e["amount"], e["unit"], e["direction"]) for e in b["exchanges"]] == [
+        (e["flow"], e["amount"], e["unit"], e["direction"]) for e in a["exchanges"]]
