@@ -48,6 +48,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator import flower_runner
 from keys.identity import generate_identity, public_key_b64, save_private_key
 from keys.tls import generate_supernode_auth_keys, write_tls_files
 
@@ -56,51 +57,10 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-FAB_PYPROJECT = """\
-[project]
-name = "pcfsecagg"
-version = "1.0.0"
-description = "pcf-dataspace secure aggregation round"
-license = "Apache-2.0"
-dependencies = []
-
-[tool.flwr.app]
-publisher = "pcf-dataspace"
-
-[tool.flwr.app.components]
-serverapp = "pcf_secagg_fab.apps:server_app"
-clientapp = "pcf_secagg_fab.apps:client_app"
-
-[tool.flwr.app.config]
-round-id = "round"
-vector-length = 1
-roster-path = ""
-participants = ""
-threshold = 0
-degree = 0
-stage-timeout = 60.0
-connect-timeout = 60.0
-result-path = ""
-"""
-
-FAB_APPS = '''\
-"""Entry points of the pcf-dataspace secure-aggregation Flower App Bundle."""
-
-from protocols.flower_apps import secagg_client_app as client_app
-from protocols.flower_apps import secagg_server_app as server_app
-
-__all__ = ["client_app", "server_app"]
-'''
-
-
 def write_fab_project(directory: Path) -> Path:
-    """Write the Flower App project (pyproject + a module re-exporting our apps) that ``flwr run`` bundles."""
-    package = directory / "pcf_secagg_fab"
-    package.mkdir(parents=True, exist_ok=True)
-    (directory / "pyproject.toml").write_text(FAB_PYPROJECT)
-    (package / "__init__.py").write_text("")
-    (package / "apps.py").write_text(FAB_APPS)
-    return directory
+    """The Flower App project ``flwr run`` bundles, naming our secagg apps with the JSON-file provider."""
+    return flower_runner.write_fab_project(directory, serverapp="protocols.flower_apps:secagg_server_app",
+                                           clientapp="protocols.flower_apps:secagg_client_app")
 
 
 def free_port() -> int:
