@@ -172,13 +172,90 @@ def _show_round(data: dict[str, Any], as_json: bool) -> None:
 
 @round_app.command("create")
 def round_create(
-    spec_file: Annotated[Path, typer.Argument(help="RoundSpec JSON file.", exists=True, dir_okay=False)],
+    spec_file: Annotated[Path | None, typer.Argument(help="RoundSpec JSON file; or give the round by the flags "
+                                                    "below.", exists=True, dir_okay=False)] = None,
+    round_id: Annotated[str | None, typer.Option(help="Round id (flags mode).")] = None,
+    product_en: Annotated[str | None, typer.Option(help="Product name in English.")] = None,
+    product_zh: Annotated[str | None, typer.Option(help="Product name in Chinese.")] = None,
+    code: Annotated[str | None, typer.Option(help="GB/T 4754-2017 industry code, e.g. 3216.")] = None,
+    reference_flow: Annotated[str | None, typer.Option(help="UUID of the product's reference flow.")] = None,
+    region: Annotated[str, typer.Option(help="CN, CN-YN or finer.")] = "CN",
+    period: Annotated[str, typer.Option(help="Reference period START/END, e.g. 2024-01-01/2024-12-31.")]
+    = "2024-01-01/2024-12-31",
+    reference_unit: Annotated[str, typer.Option(help="Reference unit of the product.")] = "t",
+    component: Annotated[list[str] | None, typer.Option(
+        help="Repeatable: FLOW_UUID,NAME_EN,NAME_ZH,input|output,UNIT,SCALE,BOUND (value per reference unit)")]
+    = None,
+    gases: Annotated[str, typer.Option(help="Comma-separated gases of the footprint slots.")] = "CO2,CH4,N2O",
+    gwp_set: Annotated[str, typer.Option(help="AR5 or AR6.")] = "AR5",
+    footprint_bound: Annotated[float, typer.Option(help="Plausibility bound of a footprint, kg CO2e per "
+                                                   "reference unit.")] = 50_000.0,
+    histogram: Annotated[str | None, typer.Option(help="Comma-separated histogram edges (kg CO2e); default: "
+                                                  "ten equal bins up to the bound.")] = None,
+    protocol: Annotated[str, typer.Option(help="secagg or paillier.")] = "secagg",
+    min_participants: Annotated[int, typer.Option(help="Minimum participants to publish.")] = 3,
+    max_participants: Annotated[int, typer.Option(help="Largest number of participants (overflow proof).")] = 200,
+    dominance: Annotated[float, typer.Option(help="Dominance threshold sqrt(sum w^2)/sum w.")] = 0.6,
+    deadline: Annotated[str | None, typer.Option(help="ISO 8601 deadline with time zone.")] = None,
     url: Url = DEFAULT_URL,
     token: Token = "",
     as_json: AsJson = False,
 ) -> None:
-    """Create a draft round from a spec; the aggregator validates and signs it."""
-    _show_round(_call("POST", url, "/api/v1/rounds", token, content=spec_file.read_bytes()), as_json)
+    """Create a draft round from a spec file or from flags; the aggregator validates and signs it."""
+    if spec_file is not None:
+        body = spec_file.read_bytes()
+    else:
+        body = _spec_from_flags(round_id, product_en, product_zh, code, reference_flow, region, period,
+                                reference_unit, component or [], gases, gwp_set, footprint_bound, histogram,
+                                protocol, min_participants, max_participants, dominance, deadline)
+    _show_round(_call("POST", url, "/api/v1/rounds", token, content=body), as_json)
+
+
+def _spec_from_flags(round_id: str | None, product_en: str | None, product_zh: str | None, code: str | None,
+                     reference_flow: str | None, region: str, period: str, reference_unit: str,
+                     components: list[str], gases: str, gwp_set: str, footprint_bound: float,
+                     histogram: str | None, protocol: str, min_participants: int, max_participants: int,
+                     dominance: float, deadline: str | None) -> bytes:
+    """A RoundSpec built from the command's flags; every problem is a usage error naming the flag."""
+    from datetime import UTC, datetime, timedelta
+
+    from pydantic import ValidationError
+
+    from protocols.spec import Component, Footprint, Product, ReferencePeriod, RoundSpec
+
+    missing = [f"--{n}" for n, v in (("round-id", round_id), ("product-en", product_en), ("product-zh", product_zh),
+                                      ("code", code), ("reference-flow", reference_flow)) if not v]
+    if not components:
+        missing.append("--component")
+    if missing:
+        raise typer.BadParameter("give SPEC_FILE, or the flags " + ", ".join(missing))
+    parsed: list[dict[str, Any]] = []
+    for text in components:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 7:
+            raise typer.BadParameter(f"--component {text!r}: accepted: FLOW_UUID,NAME_EN,NAME_ZH,input|output,"
+                                     "UNIT,SCALE,BOUND")
+        flow, en, zh, direction, unit, scale, bound = parts
+        parsed.append({"flow": flow, "name_en": en, "name_zh": zh, "direction": direction, "unit": unit,
+                       "scale": int(float(scale)), "bound": float(bound)})
+    start, _, end = period.partition("/")
+    edges = ([float(e) for e in histogram.split(",")] if histogram else
+             [footprint_bound * i / 10 for i in range(11)])
+    try:
+        spec = RoundSpec(
+            round_id=round_id or "", region=region, reference_unit=reference_unit, protocol=protocol,  # type: ignore[arg-type]
+            product=Product(name_en=product_en or "", name_zh=product_zh or "", classification_code=code or "",
+                            reference_flow=reference_flow or ""),
+            reference_period=ReferencePeriod(start=start, end=end),  # type: ignore[arg-type]
+            components=[Component.model_validate(c) for c in parsed],
+            footprint=Footprint(gases=[g.strip() for g in gases.split(",") if g.strip()], gwp_set=gwp_set,  # type: ignore[arg-type]
+                                bound=footprint_bound, histogram_edges=edges),
+            min_participants=min_participants, max_participants=max_participants, dominance_threshold=dominance,
+            deadline=datetime.fromisoformat(deadline) if deadline else datetime.now(UTC) + timedelta(days=30),
+        )
+    except (ValidationError, ValueError) as exc:
+        raise typer.BadParameter(f"the round given by the flags is not valid: {exc}") from None
+    return spec.model_dump_json().encode()
 
 
 @round_app.command("open")

@@ -410,6 +410,12 @@ class FlowerSecAggRunner:
         while time.monotonic() < deadline:
             if result_path.exists():
                 doc: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+                # The full sum, withheld components included, must not outlive this call: the round
+                # stores only what the disclosure rules keep (aggregator.rounds.stored_summed).
+                try:
+                    result_path.unlink()
+                except OSError as exc:  # not worth failing the round over; say so loudly
+                    log.warning("round %s: could not remove the run's full sum %s: %s", round_id, result_path, exc)
                 return doc
             if time.monotonic() >= next_status:
                 status = self._status(run_id, connection, env)

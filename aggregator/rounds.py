@@ -82,7 +82,12 @@ from protocols.spec import (
     validate_spec,
     vector_layout,
 )
-from protocols.stats import AggregateStatistics, aggregate_statistics, check_disclosure
+from protocols.stats import (
+    AggregateStatistics,
+    aggregate_statistics,
+    check_disclosure,
+    withheld_slots,
+)
 
 __all__ = [
     "ABORTED",
@@ -115,6 +120,7 @@ __all__ = [
     "resume_rounds",
     "run_round",
     "secagg_value_bits",
+    "stored_summed",
     "submit_contribution",
     "submit_partial",
 ]
@@ -282,27 +288,46 @@ def histogram_commitment(salt_hex: str, counts: Sequence[int]) -> str:
     return hashlib.sha256(bytes.fromhex(salt_hex) + translog.canonical_json([str(c) for c in counts])).hexdigest()
 
 
-def public_log_summed(spec: RoundSpec, summed: Sequence[int]) -> tuple[list[str | None], list[str], list[int]]:
-    """The summed vector as the public log shows it: histogram bins withheld (``None``).
+def stored_summed(spec: RoundSpec, summed: Sequence[int | None]) -> list[int | None]:
+    """The summed vector as the aggregator stores it: the withheld components' value slots are ``None``.
+
+    A component fewer than ``min_participants`` firms report has sums that are those firms' own
+    values (``protocols.stats.withheld_slots``); they are dropped before anything is written.
+    """
+    drop = set(withheld_slots(spec, summed))
+    return [None if slot.name in drop else value for slot, value in zip(vector_layout(spec), summed, strict=True)]
+
+
+def public_log_summed(
+    spec: RoundSpec, summed: Sequence[int | None]
+) -> tuple[list[str | None], list[str], list[int]]:
+    """The summed vector as the public log shows it: histogram bins and withheld components' slots ``None``.
 
     A histogram bin holding one firm would tell that firm's footprint range, so the log carries
     only a salted commitment to the bins (``protocols.stats`` keeps the histogram for the
-    aggregator's use only).
+    aggregator's use only). The value slots (``x``, ``wx``, ``wx2``) of a component reported by
+    fewer than ``min_participants`` firms are those firms' values: the log shows ``None`` and
+    the component's reporter count ``n[c]``, which is all a verifier needs to see why.
 
     Returns
     -------
     tuple[list[str | None], list[str], list[int]]
         The values as decimal strings with ``None`` at withheld positions, the withheld slot
-        names, and the withheld counts (what the commitment covers).
+        names (bins and component slots), and the withheld histogram counts (what the commitment covers).
     """
+    drop = set(withheld_slots(spec, summed))
     shown: list[str | None] = []
     withheld: list[str] = []
     counts: list[int] = []
     for slot, value in zip(vector_layout(spec), summed, strict=True):
         if slot.kind == KIND_HIST:
+            assert value is not None  # bins are never dropped from the stored aggregate
             shown.append(None)
             withheld.append(slot.name)
             counts.append(int(value))
+        elif slot.name in drop or value is None:
+            shown.append(None)
+            withheld.append(slot.name)
         else:
             shown.append(str(int(value)))
     return shown, withheld, counts
@@ -735,8 +760,9 @@ def _publish(
     previous = PublishedFactor.model_validate_json(previous_row.document) if previous_row else None
     tx.transition_round(row.id, [AGGREGATING], PUBLISHED, now, decision=f"published factor {fid} revision {version}")
     salt = secrets.token_hex(16)
-    tx.put_aggregate(row.id, summed, n, now, histogram_salt=salt)
-    shown, withheld, counts = public_log_summed(spec, summed)
+    kept = stored_summed(spec, summed)  # never a withheld component's sums, not even in the database
+    tx.put_aggregate(row.id, kept, n, now, histogram_salt=salt)
+    shown, withheld, counts = public_log_summed(spec, kept)
     aggregate_entry = translog.append(
         tx,
         ctx.key,

@@ -159,7 +159,8 @@ class AggregateRow(SQLModel, table=True):
 
     round_id: str = Field(foreign_key="round.id", primary_key=True)
     summed: str = _text()
-    """JSON list of the summed integers as decimal strings (they exceed 64 bits)."""
+    """JSON list of the summed integers as decimal strings (they exceed 64 bits); ``null`` where a
+    slot is withheld (a component reported by fewer than ``min_participants`` firms)."""
     n: int
     histogram_salt: str = ""
     """Hex salt of the commitment to the histogram bins, which the public log withholds."""
@@ -411,12 +412,12 @@ class Transaction:
     # -- aggregates and factors ------------------------------------------------------------------
 
     def put_aggregate(
-        self, round_id: str, summed: Sequence[int], n: int, now: datetime, histogram_salt: str = ""
+        self, round_id: str, summed: Sequence[int | None], n: int, now: datetime, histogram_salt: str = ""
     ) -> AggregateRow:
-        """Store a round's summed vector. MUST raise ``Conflict`` if the round already has one."""
+        """Store a round's summed vector, ``None`` at withheld slots. MUST raise ``Conflict`` if it has one already."""
         row = AggregateRow(
             round_id=round_id,
-            summed=json.dumps([str(v) for v in summed]),
+            summed=json.dumps([None if v is None else str(v) for v in summed]),
             n=n,
             histogram_salt=histogram_salt,
             created_at=now,
@@ -429,11 +430,11 @@ class Transaction:
             raise
         return row
 
-    def get_aggregate(self, round_id: str) -> tuple[list[int], int] | None:
+    def get_aggregate(self, round_id: str) -> tuple[list[int | None], int] | None:
         row = self.session.get(AggregateRow, round_id)
         if row is None:
             return None
-        return [int(v) for v in json.loads(row.summed)], row.n
+        return [None if v is None else int(v) for v in json.loads(row.summed)], row.n
 
     def next_factor_version(self, factor_id: str) -> int:
         top = self.session.exec(select(func.max(FactorRow.version)).where(FactorRow.factor_id == factor_id)).one()

@@ -4,6 +4,9 @@
 chain and every signature (aggregator and members), finds the round behind the factor, verifies
 the signed spec, checks that the factor served is the one logged, and recomputes the factor from
 the logged aggregate with ``protocols.stats.aggregate_statistics`` and ``protocols.factor.build_factor``.
+The log withholds the histogram and the sums of components reported by fewer than
+``min_participants`` firms; it keeps their reporter counts, so the check also confirms that exactly
+the components the rule covers were withheld.
 The first thing that does not check out is reported with the log sequence number it concerns.
 """
 
@@ -21,7 +24,7 @@ from aggregator.repository import document_hash
 from protocols.errors import AggregationError, InvalidSignature, ProtocolError
 from protocols.factor import PublishedFactor, build_factor
 from protocols.spec import KIND_HIST, SignedSpec, spec_hash, vector_layout, verify_spec
-from protocols.stats import aggregate_statistics
+from protocols.stats import aggregate_statistics, withheld_slots
 
 __all__ = ["VerifyReport", "verify_factor"]
 
@@ -234,18 +237,29 @@ def _verify(
     slots = vector_layout(spec)
     if len(shown) != len(slots):
         raise _Fail(f"the logged aggregate has {len(shown)} values; the spec's layout has {len(slots)}", agg.seq)
-    filled: list[int] = []
+    filled: list[int | None] = []
     first_bin = True
-    for slot, value in zip(slots, shown, strict=True):
-        if slot.kind == KIND_HIST and slot.name in withheld:
-            filled.append(n if first_bin else 0)  # any histogram summing to n; quantiles are not compared
-            first_bin = False
-        elif value is None:
-            raise _Fail(f"the logged aggregate withholds slot {slot.name!r}, which is not a histogram bin", agg.seq)
-        else:
-            filled.append(int(value))
     try:
-        stats = aggregate_statistics(spec, filled, n)
+        for slot, value in zip(slots, shown, strict=True):
+            if slot.kind == KIND_HIST and slot.name in withheld:
+                filled.append(n if first_bin else 0)  # any histogram summing to n; quantiles are not compared
+                first_bin = False
+            else:
+                filled.append(None if value is None else int(value))
+        # The component rule, recomputed from the logged reporter counts: what it covers must be
+        # withheld (else the log discloses a few firms' values), and nothing else may be.
+        must = set(withheld_slots(spec, filled))
+    except (AggregationError, TypeError, ValueError) as exc:
+        raise _Fail(f"the logged aggregate is malformed: {exc}", agg.seq) from None
+    shown_anyway = [s.name for s, v in zip(slots, filled, strict=True) if s.name in must and v is not None]
+    if shown_anyway:
+        raise _Fail(
+            f"the logged aggregate shows slots of components reported by fewer than {spec.min_participants} firms, "
+            f"which the disclosure rule withholds: {', '.join(shown_anyway[:5])}",
+            agg.seq,
+        )
+    try:
+        stats = aggregate_statistics(spec, filled, n)  # refuses a withheld slot the rule does not cover
     except AggregationError as exc:
         raise _Fail(f"the logged aggregate is inconsistent: {exc}", agg.seq) from None
     if not stats.disclosure.publish:
@@ -265,9 +279,15 @@ def _verify(
     served = factor.model_dump(mode="python")
     expected = rebuilt.model_dump(mode="python")
     expected["provenance"]["supersedes"] = served["provenance"]["supersedes"]  # needs the previous version
-    if withheld:
+    if any(slot.kind == KIND_HIST for slot in slots if slot.name in withheld):
         expected["distribution"]["quantiles"] = served["distribution"]["quantiles"]
         report.unverified.append("distribution.quantiles (the public log withholds the histogram)")
+    if must:
+        names = ", ".join(c.name_en for c in stats.withheld)
+        report.unverified.append(
+            f"withheld components ({names}): reported by fewer than {spec.min_participants} firms, so the log "
+            f"withholds their slots ({', '.join(sorted(must))}) and nothing is published about them"
+        )
     diffs = list(_diff(served, expected))
     if diffs:
         raise _Fail(

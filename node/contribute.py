@@ -49,7 +49,8 @@ def map_process(spec: RoundSpec, view: Bundle, process_uuid: str) -> ProcessMapp
 
     The process's reference flow must be the round's product. Amounts are converted through the
     flows' unit groups into each component's unit and divided by the reference amount in the
-    round's reference unit. The firm's own cradle-to-gate footprint is computed with the round's
+    round's reference unit. A component's value is the sum over the exchanges of its flow and of
+    its aliases (:attr:`protocols.spec.Component.aliases`), each converted through its own flow. The firm's own cradle-to-gate footprint is computed with the round's
     GWP set on the node's own data (its background processes).
 
     Raises
@@ -76,8 +77,10 @@ def map_process(spec: RoundSpec, view: Bundle, process_uuid: str) -> ProcessMapp
     ref_in_spec_units = ref_amount / per_spec_unit
     values: dict[str, float] = {}
     missing: list[Component] = []
+    notes: list[str] = []
     for c in spec.components:
-        matched = [ex for ex in process.exchanges if ex.flow == c.flow and ex.direction == c.direction
+        flows = set(c.flows)  # the component's flow and its aliases, summed
+        matched = [ex for ex in process.exchanges if ex.flow in flows and ex.direction == c.direction
                    and ex.internal_id not in process.reference_exchanges]
         if not matched:
             missing.append(c)
@@ -85,13 +88,17 @@ def map_process(spec: RoundSpec, view: Bundle, process_uuid: str) -> ProcessMapp
         total = 0.0
         for ex in matched:
             try:
-                total += convert(view, view.flows[ex.flow], ex.amount, ex.unit, ex.flow_property)
-                factor = _flow_unit_factor(view, c.flow, c.unit)
+                # Each flow through its own unit group: an alias may have another reference unit.
+                amount = convert(view, view.flows[ex.flow], ex.amount, ex.unit, ex.flow_property)
+                total += amount / _flow_unit_factor(view, ex.flow, c.unit)
             except (UnitError, KeyError) as exc:
                 raise ContributionError(
-                    f"{c.name_en} / {c.name_zh} ({c.flow}): cannot convert {ex.amount} {ex.unit} to {c.unit}: {exc}",
+                    f"{c.name_en} / {c.name_zh} ({ex.flow}): cannot convert {ex.amount} {ex.unit} to {c.unit}: {exc}",
                     flow=c.flow) from None
-        values[c.flow] = total / factor / ref_in_spec_units
+        aliased = sorted({ex.flow for ex in matched} - {c.flow})
+        if aliased:
+            notes.append(f"{c.name_en}: summed from flow(s) {', '.join(aliased)} (aliases of {c.flow})")
+        values[c.flow] = total / ref_in_spec_units
     if process.annual_production is None:
         raise ContributionError(
             f"process {process.display_name()!r} has no annual production; set it (template field "
@@ -118,7 +125,6 @@ def map_process(spec: RoundSpec, view: Bundle, process_uuid: str) -> ProcessMapp
             value = data["by_gas"].get(gas, 0.0)
         by_gas[gas] = float(value) * per_unit
     unknown = sorted(set(data["by_gas"]) - set(spec.footprint.gases))
-    notes = []
     if unknown and not (set(spec.footprint.gases) & _AGGREGATE_GASES):
         notes.append(f"gases outside the round's list, not contributed per gas: {', '.join(unknown)}")
     return ProcessMapping(process_uuid=process.uuid, process_version=process.version, values=values,

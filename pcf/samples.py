@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -21,7 +22,22 @@ from protocols.spec import (
     Weight,
 )
 
-__all__ = ["INDUSTRIES", "Industry", "industry", "load_bundle", "sample_spec", "samples_dir"]
+__all__ = [
+    "ELECTRICITY_CN",
+    "INDUSTRIES",
+    "Industry",
+    "MergedComponent",
+    "electricity_component",
+    "industry",
+    "load_bundle",
+    "sample_spec",
+    "samples_dir",
+    "spec_for_processes",
+]
+
+#: The national average grid flow of the samples (``background/el_cn.csv``): the flow of the merged
+#: electricity component, whose background factor (the national average) is therefore only nominal.
+ELECTRICITY_CN = "d2484efd-1efc-57de-8b3a-013a15479301"
 
 # Components that every firm of an industry reports, with fixed-point scale and plausibility bound.
 # key: sample folder -> (product key, code, zh, en, footprint bound, histogram edges, [(flow name, unit, scale, bound)])
@@ -37,6 +53,20 @@ class Industry:
     histogram_edges: tuple[float, ...]
     scales: dict[str, tuple[int, float]]
     """Unit -> (fixed-point scale, plausibility bound per reference unit) for the components."""
+    merge_electricity: bool = False
+    """Report every electricity flow (each grid, captive plants) as one component (see :func:`electricity_component`)."""
+
+
+@dataclass(frozen=True)
+class MergedComponent:
+    """Flows a round reports as one component: ``flow`` and its ``aliases`` (``Component.aliases``)."""
+
+    flow: str
+    """The component's flow; its provider in the bundle gives the round's (nominal) background factor."""
+    aliases: tuple[str, ...]
+    name_en: str
+    name_zh: str
+    unit: str
 
 
 INDUSTRIES: dict[str, Industry] = {
@@ -46,6 +76,7 @@ INDUSTRIES: dict[str, Industry] = {
         histogram_edges=(0.0, 2000.0, 4000.0, 6000.0, 8000.0, 10000.0, 12000.0, 14000.0, 16000.0, 18000.0,
                          20000.0, 25000.0, 40000.0),
         scales={"t": (10**6, 10.0), "kWh": (10**2, 30_000.0), "kg": (10**4, 5_000.0)},
+        merge_electricity=True,
     ),
     "cement": Industry(
         key="cement", name_en="Cement clinker", name_zh="水泥熟料", code="3011",
@@ -87,6 +118,33 @@ def load_bundle(paths: list[Path]) -> Bundle:
     return bundle
 
 
+def electricity_component(bundle: Bundle) -> MergedComponent:
+    """One component for every electricity flow the sample background supplies, on the national grid flow.
+
+    Each smelter buys from its own provincial grid (or a captive plant), so a component per grid
+    flow would hold one firm's values alone. Merged, every firm reports its electricity in one
+    component; the aliases are every product the background measures in kWh, not only the
+    participants' (the spec is public and must not tell which grids the participants use).
+    """
+    flows = sorted(
+        ref.flow
+        for p in bundle.processes.values()
+        if p.annual_production is None
+        and (ref := p.reference_exchange()) is not None
+        and ref.direction == "output"
+        and ref.unit == "kWh"
+    )
+    if ELECTRICITY_CN not in flows:
+        raise ValueError(f"the sample background has no national grid electricity flow {ELECTRICITY_CN}")
+    return MergedComponent(
+        flow=ELECTRICITY_CN,
+        aliases=tuple(f for f in flows if f != ELECTRICITY_CN),
+        name_en="Electricity, AC, grid and captive",
+        name_zh="交流电（电网及自备电厂）",
+        unit="kWh",
+    )
+
+
 def sample_spec(
     key: str = "aluminium",
     *,
@@ -105,17 +163,22 @@ def sample_spec(
 
     Background factors are the cradle-to-gate footprints per gas of the shared background
     processes (computed here with the inventory solver), so the published factor recomputed from
-    the aggregated inventory equals the weighted mean of the firms' own footprints.
+    the aggregated inventory equals the weighted mean of the firms' own footprints. In the
+    aluminium round every electricity flow is one component (:func:`electricity_component`); its
+    background factor is the national grid average, nominal only, so the factor's cross-check
+    leaves that component out as having a firm-specific background.
     """
     ind = industry(key)
     bundle = load_bundle(background_files() + firm_files(key)[: n_firms or None])
     firms = [p for p in bundle.processes.values() if p.annual_production is not None]
+    merged = [electricity_component(bundle)] if ind.merge_electricity else []
     return spec_for_processes(
         bundle, firms, name_en=ind.name_en, name_zh=ind.name_zh, code=ind.code,
         round_id=round_id or f"{region.lower()}-{key}-2024", region=region, scales=ind.scales,
         footprint_bound=ind.footprint_bound, histogram_edges=list(ind.histogram_edges), protocol=protocol,
         gwp_set=gwp_set, paillier_key_bits=paillier_key_bits, min_participants=min_participants,
-        max_participants=max_participants, dominance_threshold=dominance_threshold, deadline=deadline)
+        max_participants=max_participants, dominance_threshold=dominance_threshold, deadline=deadline,
+        merged=merged)
 
 
 def spec_for_processes(
@@ -139,6 +202,7 @@ def spec_for_processes(
     max_participants: int = 200,
     dominance_threshold: float = 0.6,
     deadline: datetime | None = None,
+    merged: Sequence[MergedComponent] = (),
 ) -> RoundSpec:
     """A round whose components are every flow the given firm processes report (except the reference).
 
@@ -146,6 +210,10 @@ def spec_for_processes(
     providers in ``bundle`` (the inventory solver), per the component's unit; elementary flows
     get their GWP. So the factor recomputed from the aggregated inventory equals the weighted
     mean of the firms' own footprints (when every input has a provider).
+
+    ``merged`` gathers flows into one component each: an exchange of a merged flow or of one
+    of its aliases makes that component (with the aliases in the spec), valued in the
+    background by the merged flow's provider.
     """
     from lca.gwp import characterisation_method
     from lca.solver import footprint
@@ -162,26 +230,30 @@ def spec_for_processes(
         ref = p.reference_exchange()
         if p.uuid not in firm_ids and ref is not None and ref.direction == "output":
             providers.setdefault(ref.flow, p)
+    merged_by_flow = {f: m for m in merged for f in (m.flow, *m.aliases)}
     components: dict[tuple[str, str], Component] = {}
     background: dict[str, dict[str, float]] = {}
     for p in firms:
         for ex in p.exchanges:
-            if ex.internal_id in p.reference_exchanges or (ex.flow, ex.direction) in components:
+            m = merged_by_flow.get(ex.flow)
+            uuid, unit = (m.flow, m.unit) if m is not None else (ex.flow, ex.unit)
+            if ex.internal_id in p.reference_exchanges or (uuid, ex.direction) in components:
                 continue
-            flow = bundle.flows[ex.flow]
-            scale, bound = scales.get(ex.unit, (10**3, 1e6))
-            components[(ex.flow, ex.direction)] = Component(
-                flow=ex.flow, name_en=(flow.name.get("en") or ex.flow)[:120],
-                name_zh=(flow.name.get("zh") or flow.name.get("en") or ex.flow)[:120],
-                direction=ex.direction, unit=ex.unit, scale=scale, bound=bound)
+            flow = bundle.flows[uuid]
+            scale, bound = scales.get(unit, (10**3, 1e6))
+            components[(uuid, ex.direction)] = Component(
+                flow=uuid, name_en=(m.name_en if m else flow.name.get("en") or uuid)[:120],
+                name_zh=(m.name_zh if m else flow.name.get("zh") or flow.name.get("en") or uuid)[:120],
+                direction=ex.direction, unit=unit, scale=scale, bound=bound,
+                aliases=list(m.aliases) if m else [])
             if flow.flow_type == "elementary":
-                f = factors.get(ex.flow)
+                f = factors.get(uuid)
                 if f is not None:
-                    background[ex.flow] = {f.species or flow.formula or "CO2": f.value}
-            elif ex.flow in providers:
-                fp = footprint(bundle, providers[ex.flow].uuid, method=gwp_set).to_dict()
-                per = convert(bundle, flow, 1.0, ex.unit)  # the flow's reference units in one component unit
-                background[ex.flow] = {gas: v * per for gas, v in fp["by_gas"].items() if v}
+                    background[uuid] = {f.species or flow.formula or "CO2": f.value}
+            elif uuid in providers:
+                fp = footprint(bundle, providers[uuid].uuid, method=gwp_set).to_dict()
+                per = convert(bundle, flow, 1.0, unit)  # the flow's reference units in one component unit
+                background[uuid] = {gas: v * per for gas, v in fp["by_gas"].items() if v}
     gases = sorted({g for by_gas in background.values() for g in by_gas}, key=lambda g: (g != "CO2", g)) or ["CO2"]
     ordered = sorted(components.values(), key=lambda c: (c.direction != "input", c.unit != "t", c.name_en))
     edges = histogram_edges or [0.0, footprint_bound / 8, footprint_bound / 4, footprint_bound / 2, footprint_bound]

@@ -4,7 +4,8 @@ Each base value is quantised once (``q = round(v * s) / s`` with the spec's scal
 derived slot is computed exactly from the quantised values (``w*x`` is ``q_w * q_x``, not
 ``w * x``), then rounded half to even at the slot's scale. So the plaintext preview shows exactly
 what is sent, and Cauchy-Schwarz holds for the quantised values, which lets the statistics tell
-rounding noise from inconsistent slots.
+rounding noise from inconsistent slots. The reporter slot ``n[c]`` is 1 when the quantised value
+of component ``c`` is not zero (the firm is in that component's sums), else 0.
 
 A value that is missing, not finite, negative where the spec forbids it, or beyond its
 plausibility bound is refused with a :class:`~protocols.errors.ContributionError`, never clipped:
@@ -27,6 +28,7 @@ from protocols.spec import (
     KIND_F,
     KIND_F2,
     KIND_HIST,
+    KIND_N,
     KIND_W,
     KIND_W2,
     KIND_WF,
@@ -190,6 +192,15 @@ def build_contribution(
     given = {k.strip().lower(): v for k, v in values.items()}
     known = {c.flow for c in spec.components}
     unknown = sorted(set(given) - known)
+    for flow in unknown:
+        owner = spec.component_by_flow(flow)
+        if owner is not None:
+            raise ContributionError(
+                f"value for flow {flow}, an alias of {_describe(owner)}; accepted: the component's value "
+                f"(the sum over its flow and aliases) under its flow {owner.flow}",
+                component=owner.name_en,
+                flow=flow,
+            )
     if unknown:
         raise ContributionError(
             f"values for flows {unknown} that are not components of round {spec.round_id!r}; accepted flows: "
@@ -309,6 +320,9 @@ def build_contribution(
         i = s.component
         if s.kind == KIND_COUNT:
             v = Fraction(1)
+        elif s.kind == KIND_N:
+            # The quantised value: one that rounds to 0 adds nothing to the component's sums.
+            v = Fraction(int(q_x[i] != 0))  # type: ignore[index]
         elif s.kind == KIND_W:
             v = q_w
         elif s.kind == KIND_W2:

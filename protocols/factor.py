@@ -45,7 +45,7 @@ from lca.model import (
 from lca.refdata import flow_property_for_unit, reference_bundle, stable_uuid
 from protocols.errors import ProtocolError
 from protocols.spec import RoundSpec, spec_hash
-from protocols.stats import AggregateStatistics, linearity_check
+from protocols.stats import AggregateStatistics, linearity_check, unchecked_components
 
 __all__ = [
     "DATA_SOURCE",
@@ -62,6 +62,7 @@ __all__ = [
     "Provenance",
     "PublishedFactor",
     "QualityRating",
+    "UncheckedPart",
     "build_factor",
     "default_dqi",
     "factor_bundle",
@@ -198,14 +199,31 @@ class GasCrossCheck(_Wire):
     residual: float
 
 
+class UncheckedPart(_Wire):
+    """A component the cross-check leaves out (see :func:`protocols.stats.unchecked_components`)."""
+
+    flow: str
+    name: LocalName
+    reason: Literal["withheld", "firm_specific_background"]
+    nominal: float | None = None
+    """kg CO2e per reference unit it would add at the round's nominal background (``None`` when withheld)."""
+    note: str
+
+
 class CrossCheck(_Wire):
     """The weighted-mean footprint against the one the aggregated inventory implies.
 
-    ``from_inventory = Σ_j mean_w(x_j) × Σ_g background_factor_jg``, with direct emissions as
-    components whose background factor is their GWP; ``from_footprints`` is the weighted mean of
-    the firms' own footprints. Both are linear in the firms' data, so they agree to rounding
-    when every firm computed its footprint from the components with the round's background;
-    a larger difference means firms used other background data or other boundaries.
+    ``from_inventory = Σ_j mean_w(x_j) × Σ_g background_factor_jg`` over the checkable components,
+    with direct emissions as components whose background factor is their GWP; ``from_footprints``
+    is the weighted mean of the firms' own footprints. Both are linear in the firms' data, so they
+    agree to rounding when every firm computed its footprint from the components with the
+    round's background; a larger difference means firms used other background data or other
+    boundaries.
+
+    Components whose background differs between firms (a component with aliases, e.g. every
+    grid's electricity) and withheld components are left out of ``from_inventory`` and listed in
+    ``unchecked``: their emissions stay in ``difference``, so agreement cannot be decided and
+    ``agree`` is ``None``; ``note`` says so.
     """
 
     from_inventory: float
@@ -215,8 +233,11 @@ class CrossCheck(_Wire):
     relative_difference: float
     """|difference| / |from_footprints| (0 when both are 0)."""
     tolerance: float
-    agree: bool
+    agree: bool | None
+    """Whether the difference is within tolerance; ``None`` when part of the footprint is not checkable."""
     by_gas: list[GasCrossCheck] = Field(default_factory=list)
+    unchecked: list[UncheckedPart] = Field(default_factory=list)
+    note: str | None = None
 
 
 class ExchangeStatistics(_Wire):
@@ -476,14 +497,30 @@ def build_factor(
     from_inv = math.fsum(c.predicted for c in checks) if checks else float("nan")
     diff = from_fp - from_inv
     rel = 0.0 if from_fp == 0 and from_inv == 0 else abs(diff) / max(abs(from_fp), abs(from_inv))
+    unchecked = [
+        UncheckedPart(
+            flow=u.flow, name=LocalName(zh=u.name_zh, en=u.name_en), reason=u.reason, nominal=u.nominal, note=u.note
+        )
+        for u in unchecked_components(spec, stats)
+    ]
+    note = None
+    if unchecked:
+        label = {"withheld": "withheld", "firm_specific_background": "firm-specific background, not checkable"}
+        names = "; ".join(f"{u.name.en} ({label[u.reason]})" for u in unchecked)
+        note = (
+            f"Checked over the components with the round's uniform background only; not checkable: {names}. "
+            "Their emissions are part of the difference, so agreement is not decided."
+        )
     cross = CrossCheck(
         from_inventory=from_inv,
         from_footprints=from_fp,
         difference=diff,
         relative_difference=rel,
         tolerance=tolerance,
-        agree=bool(checks) and rel <= tolerance,
+        agree=None if unchecked else bool(checks) and rel <= tolerance,
         by_gas=by_gas,
+        unchecked=unchecked,
+        note=note,
     )
 
     fossil = math.fsum(v for g, v in fp.weighted_mean_by_gas.items() if gas_origin(g) == "fossil")
@@ -564,7 +601,7 @@ def build_factor(
     by_flow = {c.flow: c for c in stats.components}
     for i, comp in enumerate(spec.components, start=1):
         c = by_flow.get(comp.flow)
-        if c is None:
+        if c is None or c.withheld:  # too few reporters: the component rule keeps it out (protocols.stats)
             continue
         amount = c.weighted_mean if c.weighted_mean is not None else c.mean
         if amount is None:
@@ -612,15 +649,28 @@ def build_factor(
         )
 
     unit_str = f"kgCO2e/{spec.reference_unit}"
+    withheld = [c for c in stats.components if c.withheld]
+    withheld_en = withheld_zh = ""
+    if withheld:
+        withheld_en = (
+            f" Not listed as exchanges (reported by fewer than {spec.min_participants} firms, withheld): "
+            + "; ".join(c.name_en for c in withheld)
+            + "; their emissions are included in the footprint."
+        )
+        withheld_zh = (
+            f"未列为交换（报告企业少于 {spec.min_participants} 家，不予披露）："
+            + "；".join(c.name_zh for c in withheld)
+            + "；其排放已计入碳足迹。"
+        )
     description = {
         "en": (
             f"Industry-average cradle-to-gate carbon footprint of {spec.product.name_en} in {spec.region}, "
             f"{reference}: production-weighted mean over {stats.n} firms computed by secure aggregation "
-            f"({spec.footprint.gwp_set} GWP100): {from_fp:.6g} {unit_str}."
+            f"({spec.footprint.gwp_set} GWP100): {from_fp:.6g} {unit_str}.{withheld_en}"
         ),
         "zh": (
             f"{spec.region} {spec.product.name_zh}行业平均从摇篮到大门碳足迹（{reference}）：{stats.n} 家企业经安全聚合"
-            f"计算的产量加权平均值（{spec.footprint.gwp_set} GWP100）：{from_fp:.6g} {unit_str}。"
+            f"计算的产量加权平均值（{spec.footprint.gwp_set} GWP100）：{from_fp:.6g} {unit_str}。{withheld_zh}"
         ),
     }
     process = Process(

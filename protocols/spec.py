@@ -10,7 +10,7 @@ overflow the signed 64-bit ring.
 Slot scales (how :func:`vector_layout` derives them)
 -----------------------------------------------------
 * Base slots take the spec's scales: ``x[c]`` the component's ``scale``, ``w`` the weight's,
-  ``F`` the footprint's; ``count`` and the histogram bins have scale 1.
+  ``F`` the footprint's; ``count``, the reporter counts ``n[c]`` and the histogram bins have scale 1.
 * A derived slot (``w2``, ``wx``, ``wx2``, ``wF``, ``F2``, ``wF2``) is the product of quantised
   base values; its *nominal* scale is the product of their scales (``s_w * s_x`` for ``w*x``,
   ``s_w * s_x**2`` for ``w*x**2``), which keeps every digit the inputs have. When the nominal scale
@@ -44,7 +44,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -55,12 +57,14 @@ from protocols.errors import InvalidSignature, SpecError
 __all__ = [
     "ALL_STATISTICS",
     "CN_SUBDIVISIONS",
+    "COMPONENT_VALUE_KINDS",
     "DERIVED_KINDS",
     "ILCD_CO2_FOSSIL_AIR",
     "KIND_COUNT",
     "KIND_F",
     "KIND_F2",
     "KIND_HIST",
+    "KIND_N",
     "KIND_W",
     "KIND_W2",
     "KIND_WF",
@@ -121,6 +125,7 @@ ALL_STATISTICS: tuple[Statistic, ...] = (
 )
 
 KIND_COUNT = "count"  # 1 per firm
+KIND_N = "n"  # 1 per firm whose value of the component is not zero (reporter count)
 KIND_W = "w"  # weight (annual production)
 KIND_W2 = "w2"  # weight squared (concentration screen)
 KIND_WX = "wx"  # weight x component value
@@ -133,6 +138,8 @@ KIND_WF2 = "wF2"  # weight x footprint squared
 KIND_HIST = "hist"  # one-hot footprint histogram bin
 #: Slots whose value is a product of base values; their scales are derived (see module docstring).
 DERIVED_KINDS = frozenset({KIND_W2, KIND_WX, KIND_WX2, KIND_WF, KIND_F2, KIND_WF2})
+#: Slots that carry a component's values (the ones a component's disclosure rule withholds).
+COMPONENT_VALUE_KINDS = frozenset({KIND_WX, KIND_X, KIND_WX2})
 
 #: Domain separation: a spec signature can never be replayed as a signature on other bytes.
 SPEC_SIGNATURE_CONTEXT = b"pcf-dataspace/round-spec/v1\x00"
@@ -231,11 +238,34 @@ class Component(_Model):
     bound: PositiveFloat
     """Plausibility upper bound of ``|value|`` per reference unit; larger values are refused, never clipped."""
     allow_negative: bool = False
+    aliases: list[str] = Field(default_factory=list)
+    """Other flow UUIDs a node maps into this component: the value is the sum of the component's
+    flow and its aliases, each converted to ``unit``. E.g. every provincial grid's electricity flow
+    in one electricity component, so that a firm's choice of grid is not a component of its own.
+    The backgrounds of the aliases may differ between firms (see :func:`protocols.stats.linearity_check`).
+    Left out of the canonical bytes when empty, so specs without aliases keep their hash."""
 
     @field_validator("flow")
     @classmethod
     def _check_flow(cls, value: str) -> str:
         return _check_uuid(value)
+
+    @field_validator("aliases")
+    @classmethod
+    def _check_aliases(cls, value: list[str]) -> list[str]:
+        return [_check_uuid(v) for v in value]
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_aliases(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.aliases:
+            data.pop("aliases", None)
+        return data
+
+    @property
+    def flows(self) -> tuple[str, ...]:
+        """The component's flow, then its aliases."""
+        return (self.flow, *self.aliases)
 
 
 class Weight(_Model):
@@ -366,9 +396,9 @@ class RoundSpec(_Model):
         return self
 
     def component_by_flow(self, flow: str) -> Component | None:
-        """The component of flow UUID ``flow`` (any case), or ``None``."""
+        """The component whose flow or one of whose aliases is ``flow`` (any case), or ``None``."""
         key = flow.strip().lower()
-        return next((c for c in self.components if c.flow == key), None)
+        return next((c for c in self.components if key in c.flows), None)
 
     def per_unit(self, unit: str) -> str:
         """``unit`` per reference unit, e.g. ``"kWh/t"``."""
@@ -379,8 +409,12 @@ def structural_problems(spec: RoundSpec) -> list[str]:
     """Every cross-field inconsistency of ``spec`` (empty when consistent); overflow is not checked here."""
     problems: list[str] = []
     flows = [c.flow for c in spec.components]
-    for flow in sorted({f for f in flows if flows.count(f) > 1}):
-        problems.append(f"components: flow {flow} appears more than once")
+    every_flow = [f for c in spec.components for f in c.flows]
+    for flow in sorted({f for f in every_flow if every_flow.count(f) > 1}):
+        problems.append(
+            f"components: flow {flow} appears more than once (as a component's flow or alias); "
+            "accepted: each flow in one component once"
+        )
     names = [c.name_en for c in spec.components]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"components: name_en {name!r} appears more than once (it names the vector slots)")
@@ -480,7 +514,7 @@ def _fitted_scale(bound: Fraction, nominal: Fraction, participants: int) -> Frac
 def _needs(spec: RoundSpec) -> set[str]:
     """The slot kinds the requested statistics need (dependencies included)."""
     stats = set(spec.statistics)
-    kinds = {KIND_COUNT, KIND_W, KIND_W2}  # count and the disclosure screen are always needed
+    kinds = {KIND_COUNT, KIND_W, KIND_W2, KIND_N}  # count and the disclosure screens are always needed
     if stats & {"weighted_mean", "weighted_sd", "gsd"}:
         kinds.add(KIND_WX)
     if "mean" in stats:
@@ -503,7 +537,7 @@ def _needs(spec: RoundSpec) -> set[str]:
 def vector_layout(spec: RoundSpec) -> list[Slot]:
     """The ordered slots of the round's contribution vector.
 
-    Order: ``count``, ``w``, ``w2``, then per component ``wx[c]``, then ``x[c]``, ``wx2[c]``, then
+    Order: ``count``, ``w``, ``w2``, then per component ``n[c]``, ``wx[c]``, then ``x[c]``, ``wx2[c]``, then
     per gas ``wF[g]``, then ``F``, ``F2``, ``wF2``, then the histogram bins; kinds that no requested
     statistic needs are left out, so the aggregator learns no sum it does not use.
 
@@ -568,6 +602,16 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
     add(KIND_W2, KIND_W2, bound=bw**2, nominal=w.scale**2, unit=f"{w.unit}²", description=f"{w.name} squared")
     comps = list(enumerate(spec.components))
     bx = [_quantised_bound(c.bound, c.scale) for c in spec.components]
+    for i, c in comps:  # always: the component-level disclosure rule needs them
+        add(
+            f"n[{c.name_en}]",
+            KIND_N,
+            bound=Fraction(1),
+            nominal=1,
+            unit="firm",
+            component=i,
+            description=f"firm reports {c.name_en} (value not zero)",
+        )
     if KIND_WX in kinds:
         for i, c in comps:
             add(

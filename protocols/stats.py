@@ -12,6 +12,26 @@ Variances are ``E[v^2] - E[v]^2``. For exact sums over quantised values this is 
 value within the rounding bound is clamped to 0; one beyond it cannot come from rounding and
 means some contribution's slots contradict each other (e.g. a ``w*x^2`` that is not the square of
 its ``x``), so :class:`~protocols.errors.AggregationError` is raised instead of publishing.
+
+Disclosure happens at two levels. The round's rules (:func:`check_disclosure`: minimum
+participants, dominance) decide whether anything is published. Then, per component, the
+reporter count ``n_c`` (the sum of the ``n[c]`` slots: how many firms have a non-zero value of
+component ``c``) decides whether that component's statistics are: a component with
+``0 < n_c < spec.min_participants`` is *withheld*, because the sums ``Σx``, ``Σwx``, ``Σwx²`` over
+the firms that report it are those few firms' own values (one reporter: exactly its values; two:
+each learns the other's). A withheld component gets no statistics (:attr:`ComponentStatistics.withheld`),
+is left out of the published unit process (:func:`protocols.factor.build_factor`), and its value
+slots (:func:`withheld_slots`) MUST NOT be stored or published by the aggregator, which keeps
+only its reporter count. ``n_c = 0`` (nobody reports it) is not withheld: the sums are all zero.
+The dominance screen is applied to the round only, not per component: the slots hold no
+per-component weight sums (``Σw``, ``Σw²`` over the reporters) to screen with.
+
+Withholding does not make the rest of the round forget the component: the firms' footprints
+still contain its emissions, so when every other component is published and the firms used the
+round's background, the footprint minus the published inventory is the withheld components'
+background-weighted sum ``Σ_c b_c Σwx_c / Σw``. A round design should therefore give flows
+that few firms use a common component (:attr:`protocols.spec.Component.aliases`) rather than
+rely on withholding.
 """
 
 from __future__ import annotations
@@ -28,7 +48,9 @@ import numpy.typing as npt
 from protocols.encoding import exact, from_ring
 from protocols.errors import AggregationError
 from protocols.spec import (
+    COMPONENT_VALUE_KINDS,
     KIND_HIST,
+    KIND_N,
     RoundSpec,
     Slot,
     fmt_number,
@@ -43,11 +65,16 @@ __all__ = [
     "DisclosureDecision",
     "FootprintStatistics",
     "LinearityCheck",
+    "UncheckedComponent",
     "aggregate_statistics",
     "check_disclosure",
     "histogram_quantile",
+    "is_withheld",
     "linearity_check",
     "lognormal_gsd",
+    "reporter_counts",
+    "unchecked_components",
+    "withheld_slots",
 ]
 
 #: Footprint quantiles reported, as probabilities; keys are ``"p5"``, ``"p25"``, ...
@@ -154,6 +181,10 @@ class ComponentStatistics:
     unit: str
     """Per reference unit, e.g. ``"kWh/t"``."""
     n: int
+    reporters: int
+    """Firms with a non-zero value of the component (the sum of its ``n[c]`` slot)."""
+    withheld: bool
+    """``0 < reporters < min_participants``: no statistic is computed or published (module docstring)."""
     production: float
     """Σw, the production the statistics cover."""
     weighted_mean: float | None
@@ -164,8 +195,9 @@ class ComponentStatistics:
     """Production-weighted population SD sqrt(Σwx²/Σw - mean_w²), clamped at 0 (see module docstring)."""
     gsd: float | None
     """GSD of the lognormal with the weighted mean and SD, exp(sqrt(ln(1 + SD²/mean²))); None if mean <= 0."""
-    resolution: float
-    """Bound on |weighted_mean - the weighted mean of the firms' unrounded values| from fixed point."""
+    resolution: float | None
+    """Bound on |weighted_mean - the weighted mean of the firms' unrounded values| from fixed point
+    (``None`` when withheld)."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +235,15 @@ class AggregateStatistics:
     components: tuple[ComponentStatistics, ...]
     footprint: FootprintStatistics
 
+    @property
+    def withheld(self) -> tuple[ComponentStatistics, ...]:
+        """The components the component-level rule withholds (see the module docstring)."""
+        return tuple(c for c in self.components if c.withheld)
+
     def to_public_dict(self) -> dict[str, Any]:
-        """What may be published: everything but the histogram when the rules pass, else only the decision."""
+        """What may be published: everything but the histogram when the rules pass, else only the decision.
+
+        A withheld component appears with its names, its reporter count and ``withheld: true``, and no statistic."""
         out: dict[str, Any] = {
             "round_id": self.round_id,
             "spec_hash": self.spec_hash,
@@ -256,6 +295,45 @@ def histogram_quantile(counts: Sequence[int], edges: Sequence[float], p: float) 
     raise AssertionError("unreachable: the counts sum to n >= rank")  # pragma: no cover
 
 
+def is_withheld(spec: RoundSpec, reporters: int) -> bool:
+    """Whether a component with ``reporters`` non-zero reporters is withheld: ``0 < reporters < min_participants``."""
+    return 0 < reporters < spec.min_participants
+
+
+def reporter_counts(spec: RoundSpec, summed: Sequence[int | None]) -> list[int]:
+    """Per component, in spec order, the sum of its ``n[c]`` slot: how many firms report it (non-zero).
+
+    Raises
+    ------
+    AggregationError
+        Wrong vector length, or a reporter slot that is missing (``None``).
+    """
+    slots = vector_layout(spec)
+    if len(summed) != len(slots):
+        raise AggregationError(f"summed vector has {len(summed)} slots; the round's layout has {len(slots)}")
+    counts = [0] * len(spec.components)
+    for s, total in zip(slots, summed, strict=True):
+        if s.kind == KIND_N:
+            if total is None:
+                raise AggregationError(f"slot {s.name!r} is missing; reporter counts are never withheld")
+            counts[s.component] = int(total)  # type: ignore[index]
+    return counts
+
+
+def withheld_slots(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
+    """Names of the value slots (``x``, ``wx``, ``wx2``) of the components the component rule withholds.
+
+    The aggregator MUST NOT store or publish these sums: each is the value of fewer than
+    ``min_participants`` firms (module docstring). Reporter counts stay.
+    """
+    reporters = reporter_counts(spec, summed)
+    return [
+        s.name
+        for s in vector_layout(spec)
+        if s.kind in COMPONENT_VALUE_KINDS and s.component is not None and is_withheld(spec, reporters[s.component])
+    ]
+
+
 def _rounding(slot: Slot, n: int) -> Fraction:
     """Bound on |sum - exact sum| of a slot over n firms: 0 when every value is a whole number of steps."""
     if (slot.scale / slot.nominal_scale).denominator == 1:
@@ -284,7 +362,7 @@ def _sqrt(value: Fraction) -> float:
 
 def aggregate_statistics(
     spec: RoundSpec,
-    summed_ints: Sequence[int] | npt.NDArray[np.uint64],
+    summed_ints: Sequence[int | None] | Sequence[int] | npt.NDArray[np.uint64],
     n: int,
 ) -> AggregateStatistics:
     """Compute the round's statistics from the slot-wise sums of ``n`` contributions.
@@ -295,6 +373,8 @@ def aggregate_statistics(
         The round spec the contributions were built for.
     summed_ints
         Signed slot sums (as from :func:`protocols.encoding.from_ring`), or the ``uint64`` ring sum itself.
+        The value slots of withheld components (:func:`withheld_slots`) may be ``None`` (as in the
+        public log); no other slot may.
     n
         The number of contributions summed.
 
@@ -309,25 +389,29 @@ def aggregate_statistics(
     AggregationError
         Wrong vector length, ``n`` outside 1..max_participants, a count or histogram that does not
         sum to ``n``, a sum beyond ``n`` times its slot bound or negative in a non-negative slot,
-        or inconsistent second moments.
+        a missing slot that the component rule does not withhold, or inconsistent second moments.
     """
-    if isinstance(summed_ints, np.ndarray):
-        summed_ints = from_ring(summed_ints)
+    summed: Sequence[int | None] = from_ring(summed_ints) if isinstance(summed_ints, np.ndarray) else summed_ints
     slots = vector_layout(spec)
-    if len(summed_ints) != len(slots):
-        raise AggregationError(f"summed vector has {len(summed_ints)} slots; the round's layout has {len(slots)}")
+    reporters = reporter_counts(spec, summed)  # checks the length
     if not 1 <= n <= spec.max_participants:
         raise AggregationError(
             f"n = {n} contributions; accepted: 1 to max_participants {spec.max_participants} "
             "(the overflow proof's limit)"
         )
-    if int(summed_ints[0]) != n:  # slot 0 is the count
-        raise AggregationError(
-            f"count slot sums to {int(summed_ints[0])} but n = {n}: contributions are missing or extra"
-        )
+    if summed[0] is None or int(summed[0]) != n:  # slot 0 is the count
+        raise AggregationError(f"count slot sums to {summed[0]} but n = {n}: contributions are missing or extra")
+    withheld = set(withheld_slots(spec, summed))
     sums: dict[str, int] = {}
-    for s, total in zip(slots, summed_ints, strict=True):
-        total = int(total)
+    for s, given in zip(slots, summed, strict=True):
+        if given is None:
+            if s.name not in withheld:
+                raise AggregationError(
+                    f"slot {s.name!r} is missing; only the value slots of withheld components (fewer than "
+                    f"min_participants {spec.min_participants} reporters) may be: {sorted(withheld) or 'none'}"
+                )
+            continue
+        total = int(given)
         if abs(total) > n * s.bound_int or (not s.signed and total < 0):
             raise AggregationError(
                 f"slot {s.name!r}: sum {total} is impossible for {n} contributions bounded by {s.bound_int} "
@@ -352,8 +436,33 @@ def aggregate_statistics(
     disclosure = check_disclosure(spec, n, sw, sw2 + err("w2"))
 
     components: list[ComponentStatistics] = []
-    for c in spec.components:
+    for j, c in enumerate(spec.components):
+        if is_withheld(spec, reporters[j]):
+            components.append(
+                ComponentStatistics(
+                    flow=c.flow,
+                    name_en=c.name_en,
+                    name_zh=c.name_zh,
+                    direction=c.direction,
+                    unit=spec.per_unit(c.unit),
+                    n=n,
+                    reporters=reporters[j],
+                    withheld=True,
+                    production=float(sw),
+                    weighted_mean=None,
+                    mean=None,
+                    weighted_sd=None,
+                    gsd=None,
+                    resolution=None,
+                )
+            )
+            continue
         swx, sx, swx2 = value(f"wx[{c.name_en}]"), value(f"x[{c.name_en}]"), value(f"wx2[{c.name_en}]")
+        if reporters[j] == 0 and any(v for v in (swx, sx, swx2)):
+            raise AggregationError(
+                f"component {c.name_en!r}: no firm reports it (n[{c.name_en}] = 0) but its sums are not zero; "
+                "the summed slots are inconsistent"
+            )
         m_w = swx / sw if swx is not None else None
         m_err = err(f"wx[{c.name_en}]") / sw if swx is not None else Fraction(0)
         sd_w: float | None = None
@@ -369,6 +478,8 @@ def aggregate_statistics(
                 direction=c.direction,
                 unit=spec.per_unit(c.unit),
                 n=n,
+                reporters=reporters[j],
+                withheld=False,
                 production=float(sw),
                 weighted_mean=float(m_w) if m_w is not None and "weighted_mean" in stats else None,
                 mean=float(sx / n) if sx is not None else None,
@@ -443,14 +554,82 @@ def aggregate_statistics(
 
 @dataclass(frozen=True)
 class LinearityCheck:
-    """Reported weighted-mean footprint of one gas against the one the components and background imply."""
+    """Reported weighted-mean footprint of one gas against the one the checkable components imply."""
 
     gas: str
     reported: float
     predicted: float
-    """Σ_c background_factors[c][gas] × weighted mean of component c."""
+    """Σ_c background_factors[c][gas] × weighted mean of component c, over the checkable components
+    (see :func:`unchecked_components` for the ones left out)."""
     residual: float
-    """reported - predicted: the footprint from flows outside the components, or another background."""
+    """reported - predicted: the footprint from flows outside the checked components (including
+    the unchecked ones), or another background."""
+
+
+@dataclass(frozen=True)
+class UncheckedComponent:
+    """A component with a background factor that the linearity cross-check leaves out, and why."""
+
+    flow: str
+    name_en: str
+    name_zh: str
+    reason: Literal["withheld", "firm_specific_background"]
+    nominal: float | None
+    """Its weighted mean × the round's background factor summed over gases, kg CO2e per reference
+    unit: what it would add at the round's nominal background (``None`` when withheld)."""
+    note: str
+
+
+def unchecked_components(spec: RoundSpec, stats: AggregateStatistics) -> list[UncheckedComponent]:
+    """The components with a background factor that :func:`linearity_check` cannot check.
+
+    * ``withheld``: the component rule withholds its weighted mean (fewer than
+      ``min_participants`` firms report it), so its part of the footprint is unknown.
+    * ``firm_specific_background``: the component has aliases (e.g. every provincial grid's
+      electricity in one component); each firm's footprint values it with the background of the
+      flow it actually uses, which the round does not know, so the round's background factor for
+      it is only nominal and a difference is expected.
+
+    Both parts remain in the reported footprint; the check's residual contains them.
+    """
+    out: list[UncheckedComponent] = []
+    for comp, c in zip(spec.components, stats.components, strict=True):
+        factors = spec.background_factors.get(comp.flow)
+        if not factors:
+            continue
+        per_unit = math.fsum(factors.values())
+        if c.withheld:
+            out.append(
+                UncheckedComponent(
+                    flow=comp.flow,
+                    name_en=comp.name_en,
+                    name_zh=comp.name_zh,
+                    reason="withheld",
+                    nominal=None,
+                    note=(
+                        f"withheld: {c.reporters} firm(s) report it, fewer than min_participants "
+                        f"{spec.min_participants}; its emissions are in the footprint but not in the inventory"
+                    ),
+                )
+            )
+        elif comp.aliases:
+            nominal = c.weighted_mean * per_unit if c.weighted_mean is not None else None
+            shown = "n/a" if nominal is None else f"{nominal:.6g} {spec.per_unit(spec.footprint.unit)}"
+            out.append(
+                UncheckedComponent(
+                    flow=comp.flow,
+                    name_en=comp.name_en,
+                    name_zh=comp.name_zh,
+                    reason="firm_specific_background",
+                    nominal=nominal,
+                    note=(
+                        f"firm-specific background, not checkable: the component stands for {len(comp.flows)} "
+                        f"flows whose backgrounds differ between firms; at the round's nominal factor "
+                        f"({fmt_number(per_unit)} {spec.footprint.unit}/{comp.unit}) it would add {shown}"
+                    ),
+                )
+            )
+    return out
 
 
 def linearity_check(spec: RoundSpec, stats: AggregateStatistics) -> list[LinearityCheck]:
@@ -462,17 +641,25 @@ def linearity_check(spec: RoundSpec, stats: AggregateStatistics) -> list[Lineari
     rest, 0 (to rounding) when every firm computed its footprint from the components with the
     round's background. A large residual means firms used other data or other system boundaries.
 
+    Only components with a uniform background and published statistics enter ``predicted``;
+    withheld components and components with firm-specific background
+    (:func:`unchecked_components`) stay in the residual, so with them a residual is expected.
+
     Returns an empty list when the weighted means needed were not requested.
     """
     fp = stats.footprint
-    if fp.weighted_mean_by_gas is None or any(c.weighted_mean is None for c in stats.components):
+    if fp.weighted_mean_by_gas is None or any(
+        c.weighted_mean is None for c in stats.components if not c.withheld
+    ):
         return []
-    means = {c.flow: c.weighted_mean for c in stats.components}
+    unchecked = {u.flow for u in unchecked_components(spec, stats)}
+    means = {c.flow: c.weighted_mean for c in stats.components if c.flow not in unchecked}
     out: list[LinearityCheck] = []
     for gas in spec.footprint.gases:
         predicted = math.fsum(
             by_gas.get(gas, 0.0) * means[flow]  # type: ignore[operator]
             for flow, by_gas in spec.background_factors.items()
+            if flow in means
         )
         reported = fp.weighted_mean_by_gas[gas]
         out.append(LinearityCheck(gas, reported, predicted, reported - predicted))

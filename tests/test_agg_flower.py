@@ -296,7 +296,7 @@ class FakeRun(FakeFlwr):
         return super().__call__(args, env, timeout)
 
 
-def test_runner_runs_the_fab_with_the_roster_and_returns_the_signed_sums(tmp_path: Path) -> None:
+def test_runner_runs_the_fab_with_the_roster_and_returns_the_signed_sums_without_keeping_them(tmp_path: Path) -> None:
     s = spec()
     length = len(vector_layout(s))
     entries = roster_entries(3)
@@ -310,6 +310,7 @@ def test_runner_runs_the_fab_with_the_roster_and_returns_the_signed_sums(tmp_pat
     assert fake.config["value-bits"] == rounds.secagg_value_bits(s, 3)
     assert fake.config["participants"] == ",".join(e.flower_node_id or "" for e in entries)
     assert runner.last_run_dir is not None
+    assert not (runner.last_run_dir / "result.json").exists()  # the full sum is not kept on disk
     roster = json.loads((runner.last_run_dir / "roster.json").read_text())
     assert roster == {e.flower_node_id: e.identity_public_key for e in entries}
     pyproject = tomllib.loads((runner.last_run_dir / "app" / "pyproject.toml").read_text())

@@ -23,8 +23,8 @@ from protocols.auth import sign_enrollment, sign_request
 from aggregator.verify import verify_factor
 from keys import identity
 from protocols import paillier
-from protocols.contribution import build_contribution, example_firms
-from protocols.spec import RoundSpec, example_spec
+from protocols.contribution import build_contribution, example_firms, footprint_from_components
+from protocols.spec import RoundSpec, example_spec, vector_layout
 
 pytestmark = pytest.mark.slow
 
@@ -418,6 +418,44 @@ def test_verify_reports_the_first_broken_entry_after_log_or_factor_edits(
     report = verify_factor(factor_id, base)
     assert not report.ok and report.break_seq == 2 and "entry_hash" in (report.reason or "")
     db.close()
+
+
+def test_a_component_one_firm_reports_is_withheld_from_store_log_and_factor_which_still_verifies(
+    servers: Callable[..., AggServer], tmp_path: Path
+) -> None:
+    # Prepare: only Smelter A reports C2F6, so any sum of it is Smelter A's own value
+    base = servers().url
+    nodes = approved_nodes(base, 4)
+    spec = make_spec("alu-rare")
+    c2f6 = next(c.flow for c in spec.components if c.name_en == "C2F6")
+    ints = []
+    for i, f in enumerate(example_firms(spec)):
+        values = f.values | {c2f6: f.values[c2f6] if i == 0 else 0.0}
+        ints.append(build_contribution(spec, values, f.weight, footprint_from_components(spec, values)).ints)
+    names = [s.name for s in vector_layout(spec)]
+    secret = {str(ints[0][names.index(f"{k}[C2F6]")]) for k in ("x", "wx", "wx2")}
+
+    # Execute
+    result = secagg_round(base, spec, tmp_path / "inputs.json", dict(zip((n.fingerprint for n in nodes), ints, strict=True)))
+
+    # Assert: published without C2F6; its sums are null in the log and the database, its count stays
+    assert result["state"] == "published", result
+    aggregate = next(e for e in log_entries(base) if e["type"] == "aggregate")["payload"]
+    with sqlite3.connect(tmp_path / "agg" / "aggregator.db") as db:
+        (stored,) = db.execute("SELECT summed FROM aggregate").fetchone()
+    for summed in (aggregate["summed"], json.loads(stored)):
+        by_name = dict(zip(names, summed, strict=True))
+        assert by_name["n[C2F6]"] == "1" and by_name["n[CF4]"] == "4"
+        assert [by_name[f"{k}[C2F6]"] for k in ("x", "wx", "wx2")] == [None] * 3
+        assert not secret & {v for v in summed if v is not None}
+    assert {"x[C2F6]", "wx[C2F6]", "wx2[C2F6]"} <= set(aggregate["withheld"])
+    factor_id = log_entries(base)[-1]["payload"]["factor_id"]
+    factor = httpx.get(f"{base}/api/v1/factors/{factor_id}").json()
+    assert c2f6 not in {e["flow"] for e in factor["unit_process"]["exchanges"]}
+    assert [u["reason"] for u in factor["cross_check"]["unchecked"]] == ["withheld"]
+    report = verify_factor(factor_id, base)
+    assert report.ok, report
+    assert any(u.startswith("withheld components (C2F6)") for u in report.unverified), report.unverified
 
 
 # ----------------------------------------------------------------------------------------- delivery

@@ -13,14 +13,18 @@ since a leaked number is written as a number of its own.
 
 The three canary firms share one electricity supply, so every component they report is reported
 by all three. A component one firm alone reports is a different matter: any exact sum of it *is*
-that firm's value, whatever the transport. The second test shows that the aggregator stores and
-publicly logs such a sum today (a strict xfail: it fails loudly once the disclosure rules cover it).
+that firm's value, whatever the transport. The second test runs a round designed the way the
+sample round once was, one component per grid flow (each smelter's grid is its own), and shows
+that the component-level disclosure rule withholds those components everywhere: statistics,
+factor, stored aggregate, public log. The third shows that the sample round itself no longer has
+such a component: every grid's electricity is one component (``Component.aliases``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import struct
 import time
@@ -40,12 +44,22 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store import open_store
 from keys.identity import generate_identity, public_key_b64
 from node import rounds as node_rounds
+from node.contribute import map_process
 from node.service import import_paths
 from node.store import NodeStore
 from pcf.deploy import Deployment
 from pcf.flower_app import read_records
-from pcf.samples import background_files, firm_files, sample_spec
-from protocols.spec import sign_spec
+from pcf.samples import (
+    background_files,
+    firm_files,
+    industry,
+    load_bundle,
+    sample_spec,
+    spec_for_processes,
+)
+from protocols.factor import PublishedFactor
+from protocols.spec import RoundSpec, sign_spec, vector_layout
+from protocols.stats import aggregate_statistics
 
 # Per firm: alumina (t, scale 1e6), electricity (kWh, 1e2), fossil CO2 (kg, 1e4), annual production (t, 1).
 # No firm's value is near the (weighted) mean, so a published mean never matches one in 6 digits.
@@ -261,18 +275,26 @@ def test_no_canary_reaches_the_aggregator_side_and_the_plaintext_control_finds_t
     assert control_link.hits, "the SuperLink database search would not see relayed plaintext"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="finding: a component one firm alone reports (each sample smelter has its own electricity flow) has "
-    "slot sums equal to that firm's values; the aggregator stores them and the public log's aggregate entry "
-    "shows them. Needs per-component reporter counts in the layout and a disclosure rule that withholds such "
-    "slots (protocols/spec.py, protocols/stats.py)",
-)
-def test_a_component_reported_by_one_firm_alone_is_not_disclosed_by_the_aggregate(tmp_path: Path) -> None:
-    # Prepare: the sample firms as they are (one electricity flow each), canary amounts, consent
+def per_grid_spec(round_id: str, n_firms: int) -> RoundSpec:
+    """The aluminium round without aliases: one component per electricity flow, each one smelter's own."""
+    ind = industry("aluminium")
+    bundle = load_bundle(background_files() + firm_files("aluminium")[:n_firms])
+    firms = [p for p in bundle.processes.values() if p.annual_production is not None]
+    return spec_for_processes(
+        bundle, firms, name_en=ind.name_en, name_zh=ind.name_zh, code=ind.code, round_id=round_id,
+        scales=ind.scales, footprint_bound=ind.footprint_bound, histogram_edges=list(ind.histogram_edges),
+    )  # fmt: skip
+
+
+def test_a_component_reported_by_one_firm_alone_is_withheld_from_statistics_factor_store_and_log(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the sample firms as they are (one electricity flow each), canary amounts, a round
+    # with a component per grid flow, consent
     key = generate_identity()
-    spec = sample_spec("aluminium", n_firms=3, round_id="single-reporter")
+    spec = per_grid_spec("single-reporter", 3)
+    grids = [c for c in spec.components if c.unit == "kWh"]
+    assert len(grids) == 3  # Yunnan, Xinjiang, captive: one smelter each
     vectors: list[list[int]] = []
     patterns: list[Pattern] = []
     for i, values in enumerate(CANARIES):
@@ -285,11 +307,12 @@ def test_a_component_reported_by_one_firm_alone_is_not_disclosed_by_the_aggregat
         vectors.append([int(v) for v in node_rounds.approved_contribution(store, spec.round_id)[1].ints])
         patterns += canary_patterns(i, values, preview.rows())
         store.close()
+    summed = [sum(c) for c in zip(*vectors, strict=True)]
     agg_store = open_store(f"sqlite:///{tmp_path / 'aggregator.db'}")
     ctx = rounds.RoundContext(
         store=agg_store,
         key=key,
-        runner=lambda _spec, _roster: ([sum(c) for c in zip(*vectors, strict=True)], len(vectors)),
+        runner=lambda _spec, _roster: (summed, len(vectors)),
         spawn=lambda work: work(),
     )
 
@@ -299,10 +322,27 @@ def test_a_component_reported_by_one_firm_alone_is_not_disclosed_by_the_aggregat
     rounds.run_round(ctx, spec.round_id)
     assert rounds.get_round(ctx, spec.round_id).state == "published"
     with agg_store.transaction() as tx:
-        public_log = "\n".join(row.payload for row in tx.list_log()).encode()
+        entries = tx.list_log()
+        stored = tx.get_aggregate(spec.round_id)
+        (factor_row,) = tx.list_factors()
+    public_log = "\n".join(row.payload for row in entries).encode()
+    (aggregate,) = [json.loads(row.payload) for row in entries if row.entry_type == "aggregate"]
     agg_store.close()
 
-    # Assert: no firm's value in the aggregator's database or its public log
+    # Assert: the grid components are withheld in the statistics, the factor, the store and the log
+    names = [s.name for s in vector_layout(spec)]
+    grid_slots = {f"{k}[{c.name_en}]" for c in grids for k in ("x", "wx", "wx2")}
+    stats = aggregate_statistics(spec, summed, 3)
+    assert {c.name_en for c in stats.withheld} == {c.name_en for c in grids}
+    assert all(c.reporters == 1 and c.weighted_mean is None for c in stats.withheld)
+    factor = PublishedFactor.model_validate_json(factor_row.document)
+    assert not {c.flow for c in grids} & {e.flow for e in factor.unit_process.exchanges}
+    assert {u.flow for u in factor.cross_check.unchecked} == {c.flow for c in grids}
+    assert stored is not None and {n for n, v in zip(names, stored[0], strict=True) if v is None} == grid_slots
+    assert grid_slots <= set(aggregate["withheld"])
+    assert all(aggregate["summed"][names.index(n)] is None for n in grid_slots)
+    assert all(aggregate["summed"][names.index(f"n[{c.name_en}]")] == "1" for c in grids)
+    # ... and no firm's value anywhere in the aggregator's database or its public log
     found = {
         source.name: sorted({(p.firm, p.canary) for p in source.hits})
         for source in (Source("aggregator database", files_under(tmp_path, pattern="aggregator.db*")).read(),
@@ -310,3 +350,22 @@ def test_a_component_reported_by_one_firm_alone_is_not_disclosed_by_the_aggregat
         if source.search(patterns).hits
     }
     assert found == {}, found
+
+
+def test_the_sample_aluminium_round_has_no_component_fewer_than_min_participants_firms_report() -> None:
+    # Prepare: every sample smelter on its own grid (or captive plant)
+    spec = sample_spec("aluminium")
+    bundle = load_bundle(background_files() + firm_files("aluminium"))
+    firms = [p for p in bundle.processes.values() if p.annual_production is not None]
+
+    # Execute: map each smelter's process to the round as its node would
+    reporters = {c.flow: 0 for c in spec.components}
+    for firm in firms:
+        mapping = map_process(spec, bundle, firm.uuid)
+        for flow, value in mapping.values.items():
+            reporters[flow] += value != 0
+
+    # Assert: every component, electricity included, is reported by every smelter
+    assert len(firms) == 6 and set(reporters.values()) == {6}
+    (power,) = [c for c in spec.components if c.aliases]
+    assert power.unit == "kWh" and len(power.aliases) == 5

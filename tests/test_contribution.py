@@ -210,3 +210,41 @@ def test_footprint_from_components_applies_the_round_background(spec: RoundSpec,
     assert by_gas["CO2"] == pytest.approx(expected_co2, rel=1e-15)
     assert by_gas["CF4"] == pytest.approx(0.032 * 6630.0, rel=1e-15)
     assert set(by_gas) == set(spec.footprint.gases)
+
+
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [(0.032, 1), (0.0, 0), (0.0000004, 0), (0.0000005, 0), (0.0000006, 1)],  # CF4 at scale 1e6
+)
+def test_reporter_slot_is_one_exactly_when_the_quantised_value_is_not_zero(
+    spec: RoundSpec, firm: FirmInput, value: float, flag: int
+) -> None:
+    values = dict(firm.values) | {_flow(spec, "CF4"): value}
+    c = _build(spec, firm, values=values)
+    ints = dict(zip([s.name for s in c.slots], c.ints, strict=True))
+    assert ints["n[CF4]"] == flag
+    assert (ints["x[CF4]"] != 0) == bool(flag)  # a value that rounds to 0 adds nothing to the sums
+    assert ints["n[Alumina]"] == 1
+
+
+def test_reporter_slot_is_one_for_a_negative_value_and_zero_for_a_confirmed_zero(spec: RoundSpec, firm: FirmInput) -> None:
+    signed = spec.model_copy(
+        update={"components": [c.model_copy(update={"allow_negative": c.name_en == "CO2, process"}) for c in spec.components]}
+    )
+    co2, cf4 = _flow(signed, "CO2, process"), _flow(signed, "CF4")
+    values = {k: v for k, v in firm.values.items() if k != cf4} | {co2: -12.5}
+    c = build_contribution(signed, values, firm.weight, firm.footprint_by_gas, confirmed_zeros=[cf4])
+    ints = dict(zip([s.name for s in c.slots], c.ints, strict=True))
+    assert (ints["n[CO2, process]"], ints["x[CO2, process]"]) == (1, -12_500)
+    assert (ints["n[CF4]"], ints["x[CF4]"], ints["wx[CF4]"]) == (0, 0, 0)
+
+
+def test_a_value_given_under_an_alias_flow_is_refused_with_the_component_flow(spec: RoundSpec, firm: FirmInput) -> None:
+    alias = "aaaaaaaa-0000-4000-8000-000000000001"
+    power = _flow(spec, "AC electricity")
+    merged = spec.model_copy(
+        update={"components": [c.model_copy(update={"aliases": [alias]}) if c.flow == power else c for c in spec.components]}
+    )
+    values = {k: v for k, v in firm.values.items() if k != power} | {alias: 13_350.0}
+    with pytest.raises(ContributionError, match=f"alias of component 'AC electricity'.*under its flow {power}"):
+        build_contribution(merged, values, firm.weight, firm.footprint_by_gas)

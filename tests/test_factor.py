@@ -11,7 +11,11 @@ import pytest
 from lca.io.ilcd import read_ilcd, write_ilcd
 from lca.io.jsonld import read_jsonld, write_jsonld
 from lca.model import DataQuality
-from protocols.contribution import build_contribution, example_firms
+from protocols.contribution import (
+    build_contribution,
+    example_firms,
+    footprint_from_components,
+)
 from protocols.encoding import ring_sum
 from protocols.factor import (
     DatePeriod,
@@ -150,6 +154,44 @@ def test_cross_check_reports_disagreement_and_its_size(spec: RoundSpec) -> None:
     assert not check.agree
     assert check.difference == pytest.approx(0.10 * check.from_inventory, rel=1e-4)
     assert check.relative_difference == pytest.approx(0.10 / 1.10, rel=1e-4)
+
+
+def test_a_withheld_component_is_left_out_of_the_unit_process_and_named_in_the_cross_check(spec: RoundSpec) -> None:
+    # Only the first smelter reports C2F6: its sums would be that smelter's values.
+    c2f6 = next(c.flow for c in spec.components if c.name_en == "C2F6")
+    vectors = []
+    for i, f in enumerate(example_firms(spec)):
+        values = f.values | {c2f6: f.values[c2f6] if i == 0 else 0.0}
+        vectors.append(build_contribution(spec, values, f.weight, footprint_from_components(spec, values)).to_ring())
+    factor = build_factor(spec, aggregate_statistics(spec, ring_sum(vectors), 4), now=NOW)
+
+    assert c2f6 not in {e.flow for e in factor.unit_process.exchanges}
+    assert c2f6 not in {e.flow for e in factor.exchange_statistics}
+    assert "C2F6" in factor.unit_process.description["en"] and "withheld" in factor.unit_process.description["en"]
+    check = factor.cross_check
+    assert [(u.flow, u.reason) for u in check.unchecked] == [(c2f6, "withheld")]
+    assert check.agree is None and check.note is not None and "C2F6 (withheld)" in check.note
+    assert factor.value == pytest.approx(check.from_inventory + check.difference)  # the footprint keeps it
+
+
+def test_a_component_with_aliases_is_reported_as_firm_specific_background_not_checkable(spec: RoundSpec) -> None:
+    power = next(c.flow for c in spec.components if c.name_en == "AC electricity")
+    merged = spec.model_copy(update={"components": [
+        c.model_copy(update={"aliases": ["aaaaaaaa-0000-4000-8000-000000000001"]}) if c.flow == power else c
+        for c in spec.components
+    ]})  # fmt: skip
+    stats = _stats(merged)
+    factor = build_factor(merged, stats, now=NOW)
+
+    check = factor.cross_check
+    (part,) = check.unchecked
+    electricity = next(c for c in stats.components if c.flow == power)
+    assert (part.flow, part.reason) == (power, "firm_specific_background")
+    assert part.nominal == pytest.approx(electricity.weighted_mean * (0.5703 + 0.012 + 0.003))  # type: ignore[operator]
+    assert check.difference == pytest.approx(part.nominal, rel=1e-9)  # what the round's nominal factor implies
+    assert check.agree is None and "firm-specific background" in (check.note or "")
+    assert factor.value == stats.footprint.weighted_mean  # the firms' own footprints, unchanged
+    assert power in {e.flow for e in factor.unit_process.exchanges}  # published: every firm reports it
 
 
 def test_unit_process_amounts_are_weighted_means_with_statistics_in_the_extension(

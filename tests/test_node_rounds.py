@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from keys.identity import generate_identity, public_key_b64
 from node import rounds
+from node.contribute import map_process
 from node.service import import_paths
 from node.store import NodeStore
 from pcf.cli import app
@@ -77,8 +78,7 @@ def test_preview_shows_the_firms_values_and_own_footprint(node: tuple[NodeStore,
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["values"]["Alumina"] == 1.921
-    assert data["values"]["Electricity, AC, grid, Yunnan"] == 13280.0
-    assert data["values"]["Electricity, AC, grid, Xinjiang"] is None  # a confirmed zero
+    assert data["values"]["Electricity, AC, grid and captive"] == 13280.0  # the Yunnan grid flow is an alias
     assert data["weight"] == 600000
     # by hand (AR5): 1.921*1170 + 0.412*510 + 0.016*1980 + 13280*0.1073 + 1498 CO2,
     # CH4 (1.921*1.10 + 0.412*0.36)*28, N2O 0.016*0.02*265, CF4 0.021*6630, C2F6 0.0021*11100
@@ -89,14 +89,42 @@ def test_preview_shows_the_firms_values_and_own_footprint(node: tuple[NodeStore,
     slots = {r["slot"]: r for r in data["slots"]}
     assert slots["count"]["integer"] == 1 and slots["w"]["integer"] == 600000
     assert slots["x[Alumina]"]["integer"] == 1_921_000
+    assert slots["n[Alumina]"]["integer"] == 1 and slots["n[Electricity, AC, grid and captive]"]["integer"] == 1
 
 
-def test_missing_components_must_be_confirmed_as_zeros(node: tuple[NodeStore, str]) -> None:
+def test_a_component_sums_its_flow_and_aliases_each_converted_to_its_unit(node: tuple[NodeStore, str],
+                                                                        tmp_path: Path) -> None:
+    store, _ = node
+    yunnan = "Yunnan\",云南电网交流电,product,,,13280.0,kWh,"
+    text = firm_files("aluminium")[0].read_text(encoding="utf-8")
+    assert yunnan in text
+    captive = ('input,cc2663fd-48a9-5db5-b170-8173b70205bf,"Electricity, captive coal-fired power plant",'
+               "燃煤自备电厂电力,product,,,11808.0,MJ,,primary,,,\n")  # 3280 kWh
+    edited = tmp_path / "firm.csv"
+    edited.write_text(text.replace(yunnan, yunnan.replace("13280.0", "10.0").replace("kWh", "MWh")) + captive,
+                      encoding="utf-8")
+    import_paths(store, [edited])
+    spec = sample_spec("aluminium")
+    power = next(c for c in spec.components if c.aliases)
+
+    mapping = map_process(spec, store.bundle(), firm_uuid(store))
+
+    assert mapping.values[power.flow] == pytest.approx(10_000.0 + 3_280.0, rel=1e-12)
+    assert power not in mapping.missing
+    assert any("aliases of" in note for note in mapping.notes)
+
+
+def test_missing_components_must_be_confirmed_as_zeros(node: tuple[NodeStore, str], tmp_path: Path) -> None:
     store, url = node
     round_id = invite(store)
+    without = [line for line in firm_files("aluminium")[0].read_text(encoding="utf-8").splitlines(keepends=True)
+               if "Aluminium fluoride" not in line]
+    edited = tmp_path / "firm.csv"
+    edited.write_text("".join(without), encoding="utf-8")
+    import_paths(store, [edited])
     result = runner.invoke(app, ["node", "preview", round_id, "--process", firm_uuid(store), "--db", url, "--json"])
     assert result.exit_code == 13
-    assert "Electricity, AC, grid, Xinjiang" in json.loads(result.stdout)["error"]
+    assert "Aluminium fluoride" in json.loads(result.stdout)["error"]
 
 
 def test_nothing_is_contributed_without_approval(node: tuple[NodeStore, str]) -> None:

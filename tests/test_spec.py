@@ -58,18 +58,65 @@ def test_example_aluminium_spec_validates_with_headroom_in_every_slot(spec: Roun
 
 def test_layout_order_and_size_of_the_example(spec: RoundSpec) -> None:
     names = [s.name for s in vector_layout(spec)]
-    assert names[:4] == ["count", "w", "w2", "wx[Alumina]"]
+    assert names[:5] == ["count", "w", "w2", "n[Alumina]", "n[Carbon anode, net]"]
+    assert names.index("wx[Alumina]") == names.index("n[C2F6]") + 1
     assert names.index("x[Alumina]") > names.index("wx[C2F6]")
     assert names[-1] == "hist[30000,50000]"  # last bin closed
-    assert len(names) == 3 + 3 * 6 + 5 + 3 + 17
+    assert len(names) == 3 + 4 * 6 + 5 + 3 + 17
 
 
 def test_statistics_subset_leaves_unneeded_slots_out(spec: RoundSpec) -> None:
     small = example_spec(statistics=["weighted_mean", "footprint_weighted_mean"])
     kinds = {s.kind for s in vector_layout(small)}
-    assert kinds == {"count", "w", "w2", "wx", "wF"}
+    assert kinds == {"count", "w", "w2", "n", "wx", "wF"}
     gsd_only = example_spec(statistics=["gsd"])
-    assert {s.kind for s in vector_layout(gsd_only)} == {"count", "w", "w2", "wx", "wx2"}
+    assert {s.kind for s in vector_layout(gsd_only)} == {"count", "w", "w2", "n", "wx", "wx2"}
+
+
+def test_every_component_has_a_reporter_slot_that_counts_firms_and_is_in_the_overflow_proof(spec: RoundSpec) -> None:
+    reporters = [s for s in vector_layout(spec) if s.kind == "n"]
+    assert [s.name for s in reporters] == [f"n[{c.name_en}]" for c in spec.components]
+    assert [s.component for s in reporters] == list(range(len(spec.components)))
+    assert all((s.scale, s.bound_int, s.signed, s.unit) == (Fraction(1), 1, False, "firm") for s in reporters)
+    proof = {s.name: s for s in validate_spec(spec).slots}
+    assert proof["n[Alumina]"].max_abs_sum == spec.max_participants  # at most one per firm
+    with pytest.raises(SpecError, match="base slot"):
+        validate_spec(spec.model_copy(update={"slot_scale_exponents": {"n[Alumina]": 0}}))
+
+
+# ------------------------------------------------------------------------------------------ aliases
+
+ALIAS_A = "aaaaaaaa-0000-4000-8000-000000000001"
+ALIAS_B = "bbbbbbbb-0000-4000-8000-000000000002"
+
+
+def test_aliases_are_uuids_and_a_flow_may_belong_to_one_component_only(spec: RoundSpec) -> None:
+    with_aliases = _with_component(spec, 2, aliases=[ALIAS_A.upper(), ALIAS_B])
+    again = RoundSpec.model_validate(with_aliases.model_dump())
+    assert again.components[2].aliases == [ALIAS_A, ALIAS_B]  # lower-cased like every flow UUID
+    assert again.component_by_flow(ALIAS_B.upper()) == again.components[2]
+    data = spec.model_dump()
+    data["components"][2]["aliases"] = ["grid-yunnan"]
+    with pytest.raises(ValidationError, match="not a UUID"):
+        RoundSpec.model_validate(data)
+    data = spec.model_dump()
+    data["components"][2]["aliases"] = [spec.components[0].flow]  # alumina's flow as electricity's alias
+    with pytest.raises(ValidationError, match="appears more than once"):
+        RoundSpec.model_validate(data)
+    data = spec.model_dump()
+    data["components"][1]["aliases"] = [ALIAS_A]
+    data["components"][2]["aliases"] = [ALIAS_A]
+    with pytest.raises(ValidationError, match=f"flow {ALIAS_A} appears more than once"):
+        RoundSpec.model_validate(data)
+
+
+def test_aliases_are_signed_and_left_out_of_the_canonical_bytes_only_when_empty(spec: RoundSpec) -> None:
+    assert '"aliases"' not in canonical_bytes(spec).decode()
+    assert spec_hash(_with_component(spec, 2, aliases=[])) == spec_hash(spec)
+    merged = _with_component(spec, 2, aliases=[ALIAS_A])
+    assert f'"aliases":["{ALIAS_A}"]' in canonical_bytes(merged).decode()
+    assert spec_hash(merged) != spec_hash(spec)
+    assert RoundSpec.model_validate_json(merged.model_dump_json()) == merged
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,9 @@ from protocols.stats import (
     histogram_quantile,
     linearity_check,
     lognormal_gsd,
+    reporter_counts,
+    unchecked_components,
+    withheld_slots,
 )
 
 FLOW = "11111111-2222-4333-8444-555555555555"
@@ -279,6 +282,112 @@ def test_statistics_not_requested_are_not_reported() -> None:
     assert stats.footprint.mean is None and stats.footprint.weighted_mean is None
     assert stats.footprint.quantiles is not None
     assert linearity_check(spec, stats) == []
+
+
+# ------------------------------------------------------------------------- component-level disclosure
+
+RARE = "66666666-7777-4888-8999-aaaaaaaaaaaa"
+
+
+def _rare_spec(**overrides: object) -> RoundSpec:
+    """The hand spec plus a component 'Rare' (background 2 fossil per kg)."""
+    rare = Component(flow=RARE, name_en="Rare", name_zh="少见", direction="input", unit="kg", scale=1000, bound=100.0)
+    spec = _hand_spec()
+    fields: dict[str, object] = {
+        "components": [*spec.components, rare],
+        "background_factors": {FLOW: {"fossil": 10.0}, RARE: {"fossil": 2.0}},
+    }
+    return _hand_spec(**(fields | overrides))
+
+
+def _rare_sum(spec: RoundSpec, rare: list[float]) -> list[int]:
+    """The four hand firms, with these values of 'Rare' (0: the firm does not report it); footprints by the background."""
+    return _sum(spec, [
+        build_contribution(spec, {FLOW: x, RARE: r}, w, {"fossil": 10.0 * x + 2.0 * r, "biogenic": 0.0})
+        for w, x, r in zip(HAND_W, HAND_X, rare, strict=True)
+    ])  # fmt: skip
+
+
+def test_a_component_one_firm_reports_is_withheld_from_statistics_and_the_public_dict() -> None:
+    spec = _rare_spec()
+    summed = _rare_sum(spec, [0.0, 0.0, 7.5, 0.0])
+    stats = aggregate_statistics(spec, summed, 4)
+    inp, rare = stats.components
+    assert stats.disclosure.publish  # the round publishes; only the component is withheld
+    assert (rare.reporters, rare.withheld) == (1, True)
+    assert (rare.weighted_mean, rare.mean, rare.weighted_sd, rare.gsd, rare.resolution) == (None,) * 5
+    assert (inp.reporters, inp.withheld, inp.weighted_mean) == (4, False, 25 / 8)
+    assert stats.withheld == (rare,)
+    assert withheld_slots(spec, summed) == ["wx[Rare]", "x[Rare]", "wx2[Rare]"]
+    public = stats.to_public_dict()["components"][1]
+    assert public["withheld"] is True and public["reporters"] == 1
+    assert all(public[k] is None for k in ("weighted_mean", "mean", "weighted_sd", "gsd", "resolution"))
+    assert stats.footprint.weighted_mean == pytest.approx((10 * 25 + 2.0 * 2 * 7.5) / 8)  # its emissions stay
+
+
+@pytest.mark.parametrize(("rare", "withheld"), [([0, 0, 0, 0], False), ([0, 1, 2, 0], True), ([1, 1, 2, 0], False)])
+def test_components_are_withheld_exactly_when_reporters_are_between_zero_and_min_participants(
+    rare: list[float], withheld: bool
+) -> None:
+    spec = _rare_spec()  # min_participants 3
+    summed = _rare_sum(spec, rare)
+    stats = aggregate_statistics(spec, summed, 4)
+    assert reporter_counts(spec, summed) == [4, sum(1 for r in rare if r)]
+    assert stats.components[1].withheld is withheld
+    assert (stats.components[1].weighted_mean is None) is withheld
+    assert bool(withheld_slots(spec, summed)) is withheld
+
+
+def test_withheld_slots_may_be_null_and_give_the_same_statistics_but_no_other_slot_may() -> None:
+    spec = _rare_spec()
+    summed = _rare_sum(spec, [0.0, 0.0, 7.5, 0.0])
+    names = [s.name for s in vector_layout(spec)]
+    nulled: list[int | None] = [None if n in withheld_slots(spec, summed) else v for n, v in zip(names, summed, strict=True)]
+    assert aggregate_statistics(spec, nulled, 4) == aggregate_statistics(spec, summed, 4)
+    not_withheld = list(nulled)
+    not_withheld[names.index("x[Input]")] = None
+    with pytest.raises(AggregationError, match=r"slot 'x\[Input\]' is missing"):
+        aggregate_statistics(spec, not_withheld, 4)
+    no_count = list(nulled)
+    no_count[names.index("n[Rare]")] = None
+    with pytest.raises(AggregationError, match="reporter counts are never withheld"):
+        aggregate_statistics(spec, no_count, 4)
+    published = _rare_sum(spec, [1.0, 1.0, 7.5, 0.0])
+    published[names.index("x[Rare]")] = None  # type: ignore[call-overload]
+    with pytest.raises(AggregationError, match="only the value slots of withheld components"):
+        aggregate_statistics(spec, published, 4)
+
+
+def test_sums_of_a_component_nobody_reports_must_be_zero() -> None:
+    spec = _rare_spec()
+    summed = _rare_sum(spec, [0.0, 0.0, 0.0, 0.0])
+    summed[[s.name for s in vector_layout(spec)].index("x[Rare]")] = 5
+    with pytest.raises(AggregationError, match=r"no firm reports it \(n\[Rare\] = 0\)"):
+        aggregate_statistics(spec, summed, 4)
+
+
+def test_cross_check_leaves_withheld_and_firm_specific_components_out_and_says_why() -> None:
+    spec = _rare_spec()
+    stats = aggregate_statistics(spec, _rare_sum(spec, [0.0, 0.0, 7.5, 0.0]), 4)
+    (unchecked,) = unchecked_components(spec, stats)
+    assert (unchecked.flow, unchecked.reason, unchecked.nominal) == (RARE, "withheld", None)
+    assert "1 firm(s) report it" in unchecked.note
+    fossil = {c.gas: c for c in linearity_check(spec, stats)}["fossil"]
+    assert fossil.predicted == pytest.approx(10 * 25 / 8)  # Input only
+    assert fossil.residual == pytest.approx(2.0 * 2 * 7.5 / 8)  # the withheld part stays in the residual
+
+    merged = _rare_spec(components=[
+        c.model_copy(update={"aliases": ["77777777-0000-4000-8000-000000000001"]}) if c.flow == RARE else c
+        for c in spec.components
+    ])  # fmt: skip
+    stats = aggregate_statistics(merged, _rare_sum(merged, [1.0, 2.0, 3.0, 4.0]), 4)
+    (unchecked,) = unchecked_components(merged, stats)
+    assert unchecked.reason == "firm_specific_background"
+    assert unchecked.nominal == pytest.approx(2.0 * 25 / 8)
+    assert "firm-specific background, not checkable" in unchecked.note
+    fossil = {c.gas: c for c in linearity_check(merged, stats)}["fossil"]
+    assert fossil.predicted == pytest.approx(10 * 25 / 8)
+    assert fossil.residual == pytest.approx(2.0 * 25 / 8)
 
 
 # ---------------------------------------------------------------------------------------- helpers
