@@ -84,11 +84,14 @@ ALUMINIUM_FIRMS = [
 # Clinker kilns (new dry process, 5-stage preheater), per t clinker (2024). Production in t/yr.
 CEMENT_FIRMS = [
     # name, zh, location, production, limestone t, clay t, iron ore t, coal t, biomass t, kWh, CO2 fossil kg, CO2 biogenic kg
-    ("Wanjiang Cement", "皖江水泥", "CN-AH", 4_600_000, 1.32, 0.18, 0.030, 0.138, 0.000, 56.0, 812.0, 0.0),
-    ("Qilu Cement", "齐鲁水泥", "CN-SD", 3_100_000, 1.30, 0.20, 0.028, 0.142, 0.000, 60.5, 826.0, 0.0),
+    # Every kiln co-fires some agricultural residues (0.4-3 % of fuel mass), so every component of the
+    # round is reported by every firm: a component only one firm reports would expose that firm.
+    # Biogenic CO2: ~15 GJ/t biomass x ~91 kg CO2/GJ = ~1.37 t CO2 per t biomass.
+    ("Wanjiang Cement", "皖江水泥", "CN-AH", 4_600_000, 1.32, 0.18, 0.030, 0.136, 0.008, 56.0, 806.0, 10.9),
+    ("Qilu Cement", "齐鲁水泥", "CN-SD", 3_100_000, 1.30, 0.20, 0.028, 0.141, 0.005, 60.5, 822.0, 6.8),
     ("Lijiang Cement (biomass co-firing)", "漓江水泥（生物质协同）", "CN-GX", 2_400_000, 1.31, 0.19, 0.031, 0.121, 0.030, 58.0, 784.0, 41.0),
-    ("Minjiang Cement", "岷江水泥", "CN-SC", 2_000_000, 1.33, 0.17, 0.029, 0.135, 0.000, 53.5, 806.0, 0.0),
-    ("Zhongyuan Cement", "中原水泥", "CN-HA", 3_600_000, 1.29, 0.21, 0.032, 0.146, 0.000, 62.0, 834.0, 0.0),
+    ("Minjiang Cement", "岷江水泥", "CN-SC", 2_000_000, 1.33, 0.17, 0.029, 0.132, 0.012, 53.5, 798.0, 16.4),
+    ("Zhongyuan Cement", "中原水泥", "CN-HA", 3_600_000, 1.29, 0.21, 0.032, 0.145, 0.004, 62.0, 831.0, 5.5),
 ]
 
 

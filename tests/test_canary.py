@@ -369,3 +369,14 @@ def test_the_sample_aluminium_round_has_no_component_fewer_than_min_participants
     assert len(firms) == 6 and set(reporters.values()) == {6}
     (power,) = [c for c in spec.components if c.aliases]
     assert power.unit == "kWh" and len(power.aliases) == 5
+
+
+def test_every_sample_kiln_reports_every_component_of_the_cement_round() -> None:
+    spec = sample_spec("cement")
+    bundle = load_bundle(background_files() + firm_files("cement"))
+    firms = [p for p in bundle.processes.values() if p.annual_production is not None]
+    reporters = {c.flow: 0 for c in spec.components}
+    for firm in firms:
+        for flow, value in map_process(spec, bundle, firm.uuid).values.items():
+            reporters[flow] += value != 0
+    assert len(firms) == 5 and set(reporters.values()) == {5}
