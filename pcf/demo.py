@@ -294,6 +294,14 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _cross_check(c: dict[str, Any]) -> str:
+    if not c:
+        return "-"
+    verdict = {True: "agree", False: "DISAGREE", None: "partly checkable"}[c.get("agree")]
+    return (f"{verdict}: inventory x round background {float(c['from_inventory']):,.1f} vs firms' footprints "
+            f"{float(c['from_footprints']):,.1f}" + (f" ({c['note']})" if c.get("note") else ""))
+
+
 def _table(result: DemoResult) -> Table:
     f = result.factor
     dist = f.get("distribution") or {}
@@ -306,7 +314,8 @@ def _table(result: DemoResult) -> Table:
         ("participants", str(f["n_participants"])),
         ("SD", f"{float(dist.get('sd', 0) or 0):,.1f}"),
         ("quantiles", ", ".join(f"{k} {float(v):,.0f}" for k, v in quantiles.items())),
-        ("DQR", str(f.get("dqr"))),
+        ("DQR", f"{float(f['dqr']):.2f}" if f.get("dqr") is not None else "-"),
+        ("cross-check", _cross_check(f.get("cross_check") or {})),
         ("version", str(f["version"])),
         ("validity", str(f.get("validity_period", ""))),
         ("plaintext check", (f"{result.plaintext['weighted_mean']:,.1f} (weighted mean of the firms' own footprints, "
