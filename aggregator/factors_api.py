@@ -40,12 +40,18 @@ from lca.io.ilcd import write_ilcd
 from lca.io.jsonld import write_jsonld
 from lca.model import Bundle
 from lca.synonyms import SynonymIndex, normalise
-from protocols.factor import FactorError, LocalName, PublishedFactor, factor_bundle, revision_of
+from protocols.factor import (
+    FactorError,
+    LocalName,
+    PublishedFactor,
+    factor_bundle,
+    revision_of,
+)
 
 __all__ = [
+    "SECTIONS",
     "FactorSummary",
     "FactorVersion",
-    "SECTIONS",
     "filter_factors",
     "industry_matches",
     "parse_version",

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "DEFAULT_VERSION",
     "Bundle",
-    "Classification",
     "CharacterisationFactor",
+    "Classification",
     "Contact",
     "DataQuality",
     "Dataset",

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import uuid
 
-from lca.model import Bundle, Classification, Flow, FlowProperty, FlowPropertyFactor, Unit, UnitGroup
+from lca.model import (
+    Bundle,
+    Classification,
+    Flow,
+    FlowProperty,
+    FlowPropertyFactor,
+    Unit,
+    UnitGroup,
+)
 
 __all__ = [
     "ENERGY",

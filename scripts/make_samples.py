@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from lca.io.template import write_template
-from lca.model import Bundle, Classification, DataQuality, Exchange, Flow, FlowPropertyFactor, Process
+from lca.model import (
+    Bundle,
+    Classification,
+    DataQuality,
+    Exchange,
+    Flow,
+    FlowPropertyFactor,
+    Process,
+)
 from lca.refdata import GHG_FLOWS, reference_bundle, stable_uuid
 
 OUT = Path(__file__).resolve().parents[1] / "lca" / "data" / "samples"

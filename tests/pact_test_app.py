@@ -25,7 +25,13 @@ from aggregator import factors_api, pact
 from protocols.contribution import build_contribution, example_firms
 from protocols.encoding import ring_sum
 from protocols.factor import LibraryLevel, PublishedFactor, build_factor
-from protocols.spec import Product, ReferencePeriod, RoundSpec, example_flow_uuid, example_spec
+from protocols.spec import (
+    Product,
+    ReferencePeriod,
+    RoundSpec,
+    example_flow_uuid,
+    example_spec,
+)
 from protocols.stats import AggregateStatistics, aggregate_statistics
 
 CLIENT_ID = "national-db"

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from agg_server import AggServer
 from conftest import free_port
+from typer.testing import CliRunner
+
 from pcf.cli import app
 
 TOKEN = "admin-token-for-cli-tests-0123456789"

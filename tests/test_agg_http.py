@@ -19,11 +19,15 @@ from typer.testing import CliRunner
 from aggregator.cli import agg_app
 from aggregator.delivery import FactorPackage, package_message, publish_to
 from aggregator.errors import DeliveryFailed
-from protocols.auth import sign_enrollment, sign_request
 from aggregator.verify import verify_factor
 from keys import identity
 from protocols import paillier
-from protocols.contribution import build_contribution, example_firms, footprint_from_components
+from protocols.auth import sign_enrollment, sign_request
+from protocols.contribution import (
+    build_contribution,
+    example_firms,
+    footprint_from_components,
+)
 from protocols.spec import RoundSpec, example_spec, vector_layout
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,15 @@ import pytest
 from lxml import etree
 
 from lca.errors import Diagnostic, ImportFailed
-from lca.io.ilcd import COMMON_NS, MODULE_NS, PCF_NS, detect_gwp_set, read_ilcd, read_locations, write_ilcd
+from lca.io.ilcd import (
+    COMMON_NS,
+    MODULE_NS,
+    PCF_NS,
+    detect_gwp_set,
+    read_ilcd,
+    read_locations,
+    write_ilcd,
+)
 from lca.model import (
     Bundle,
     CharacterisationFactor,

@@ -13,7 +13,12 @@ import pytest
 from olca_schema import zipio
 
 from lca.errors import Diagnostic
-from lca.io.jsonld import CATEGORY_SYSTEM, IMPACT_METHOD_SYSTEM, read_jsonld, write_jsonld
+from lca.io.jsonld import (
+    CATEGORY_SYSTEM,
+    IMPACT_METHOD_SYSTEM,
+    read_jsonld,
+    write_jsonld,
+)
 from lca.model import (
     Bundle,
     CharacterisationFactor,

@@ -68,11 +68,10 @@ class StoreContract:
     def test_transaction_rolls_back_on_error(self, store: NodeStore) -> None:
         from node.store import SettingRow
 
-        with pytest.raises(RuntimeError):
-            with store.transaction() as s:
-                s.add(SettingRow(key="k", value="v"))
-                s.flush()
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), store.transaction() as s:
+            s.add(SettingRow(key="k", value="v"))
+            s.flush()
+            raise RuntimeError("boom")
         assert store.get_setting("k") is None
 
 

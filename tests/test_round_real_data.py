@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keys.identity import generate_identity, public_key_b64
 from lca.io.ilcd import read_ilcd
 from lca.model import Bundle, Process
 from lca.refdata import reference_bundle, stable_uuid
@@ -22,10 +23,15 @@ from node.contribute import make_contribution, map_process
 from pcf.samples import spec_for_processes
 from protocols import paillier
 from protocols.contribution import Contribution
-from protocols.secagg import RoundParams, SecAggClient, SecAggServer, run_in_process, to_signed
+from protocols.secagg import (
+    RoundParams,
+    SecAggClient,
+    SecAggServer,
+    run_in_process,
+    to_signed,
+)
 from protocols.spec import RoundSpec, vector_layout
 from protocols.stats import AggregateStatistics, aggregate_statistics
-from keys.identity import generate_identity, public_key_b64
 
 TIANGONG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiangong_sample" / "ILCD"
 METHANOL = "23c16cbf"

@@ -1558,6 +1558,8 @@ class _Writer:
         self.b = bundle
         self.zw = zw
         self.locations: set[str] = set()
+        self.unit_ids: dict[str, str] = {}
+        """openLCA reference unit id -> the unit name written with it."""
         self.dq_used = False
 
     def run(self) -> None:
@@ -1617,11 +1619,10 @@ class _Writer:
         # openLCA matches units by id, so the ids of its reference data are kept where they apply.
         known = olca_units.unit_ref(unit)
         known_group = olca_units.group_ref(unit)
-        used: dict[str, str] = self.__dict__.setdefault("_unit_ids", {})
-        if known is not None and known_group is not None and (group is None or known_group.id == group):
-            # openLCA gives synonyms one id ("t" and "Mg"); a second name of the same id gets its own
-            if used.setdefault(str(known.id), unit) == unit:
-                return str(known.id)
+        # openLCA gives synonyms one id ("t" and "Mg"); a second name of the same id gets its own
+        if (known is not None and known_group is not None and (group is None or known_group.id == group)
+                and self.unit_ids.setdefault(str(known.id), unit) == unit):
+            return str(known.id)
         return _derived("unit", group or "", unit)
 
     def _flow_ref(self, uid: str) -> o.Ref:
