@@ -34,6 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from aggregator import members, rounds, translog
 from aggregator.delivery import DeliveryReceipt, publish_to, sign_package
@@ -140,6 +141,7 @@ class _State:
     ctx: rounds.RoundContext
     max_age: timedelta
     registrar: members.SuperNodeRegistrar | None = None
+    unregistrar: members.SuperNodeUnregistrar | None = None
 
     def now(self) -> datetime:
         return self.ctx.clock()
@@ -321,17 +323,17 @@ def _routes() -> APIRouter:
 
     @r.post(
         "/members/{member_id}/revoke",
-        response_model=members.MemberPublic,
+        response_model=members.MemberRevocation,
         responses=error_responses(401, 403, 404, 409),
         dependencies=[Depends(require_admin)],
         tags=["admin"],
         name="revoke_member",
     )
-    def revoke(request: Request, member_id: MemberId) -> members.MemberPublic:
-        """Revoke a member (a no-op when repeated)."""
+    def revoke(request: Request, member_id: MemberId) -> members.MemberRevocation:
+        """Revoke a member (repeating retries unregistering); with a SuperLink configured its SuperNode is
+        unregistered there too, and a failure to do so is reported without blocking the revocation."""
         state = _state(request)
-        with state.ctx.store.transaction() as tx:
-            return members.set_status(tx, member_id, "revoked", state.now())
+        return members.revoke_member(state.ctx.store, member_id, state.now(), state.unregistrar)
 
     # -- rounds ------------------------------------------------------------------------------
 
@@ -529,11 +531,27 @@ async def _on_aggregator_error(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(exc.body().model_dump(), status_code=exc.status_code, headers=headers)
 
 
+def _allowed_methods(request: Request, allow: str | None) -> str:
+    """Every method the request's path accepts: Starlette's 405 names only those of the first route
+    on the path (``POST`` for ``/api/v1/rounds``), so the methods of the schema's paths are added."""
+    methods = {m.strip() for m in (allow or "").split(",") if m.strip()}
+    for template, operations in request.app.openapi()["paths"].items():
+        regex, _, _ = compile_path(template)
+        if regex.match(request.scope["path"]):
+            methods |= {m.upper() for m in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     # The framework's own errors (unknown path, wrong method, unparsable body) get the same body shape.
     assert isinstance(exc, StarletteHTTPException)
     body = ErrorBody(error=f"http-{exc.status_code}", detail=str(exc.detail))
-    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(exc.headers or {}), "Allow": _allowed_methods(request, (exc.headers or {}).get("Allow"))}
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
 
 
 def create_app(
@@ -544,6 +562,7 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     paillier_public_key: paillier.SplitPublicKey | None = None,
     registrar: members.SuperNodeRegistrar | None = None,
+    unregistrar: members.SuperNodeUnregistrar | None = None,
 ) -> FastAPI:
     """Build the aggregator service.
 
@@ -581,6 +600,7 @@ def create_app(
         from aggregator import flower_runner
 
         registrar = registrar or flower_runner.supernode_registrar(settings)
+        unregistrar = unregistrar or flower_runner.supernode_unregistrar(settings)
         runner = runner or flower_runner.FlowerSecAggRunner(settings)
     ctx = rounds.RoundContext(
         store=store,
@@ -605,7 +625,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.pcf = _State(
-        settings=settings, ctx=ctx, max_age=timedelta(seconds=settings.request_max_age_seconds), registrar=registrar
+        settings=settings, ctx=ctx, max_age=timedelta(seconds=settings.request_max_age_seconds), registrar=registrar,
+        unregistrar=unregistrar,
     )
     app.add_exception_handler(AggregatorError, _on_aggregator_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

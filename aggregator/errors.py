@@ -17,6 +17,7 @@ Exception tree::
     ├── Unavailable                       503  a component the action needs is not configured
     ├── DeliveryFailed                    502  the receiver did not accept a factor package
     ├── RegistrationFailed                502  the SuperLink did not register a member's SuperNode key
+    │   └── UnregistrationFailed          502  the SuperLink did not unregister a revoked member's SuperNode
     └── VerificationFailed                -    a published factor does not check out (``verify``)
 """
 
@@ -40,6 +41,7 @@ __all__ = [
     "StaleRequest",
     "Unauthorized",
     "Unavailable",
+    "UnregistrationFailed",
     "VerificationFailed",
     "WindowClosed",
     "error_responses",
@@ -133,6 +135,12 @@ class DeliveryFailed(AggregatorError):
 class RegistrationFailed(AggregatorError):
     status_code = 502
     code = "registration-failed"
+
+
+class UnregistrationFailed(RegistrationFailed):
+    """Revocation reports it rather than raising it: a revocation never waits for the SuperLink."""
+
+    code = "unregistration-failed"
 
 
 class VerificationFailed(AggregatorError):

@@ -49,7 +49,9 @@ from protocols.factor import (
 )
 
 __all__ = [
+    "INDUSTRY_PATTERN",
     "SECTIONS",
+    "VERSION_PATTERN",
     "FactorSummary",
     "FactorVersion",
     "filter_factors",
@@ -67,7 +69,17 @@ SECTIONS: dict[str, tuple[int, int]] = {
     "O": (80, 82), "P": (83, 83), "Q": (84, 85), "R": (86, 90), "S": (91, 97), "T": (98, 98),
 }  # fmt: skip
 
-_CODE_RE = re.compile(r"^([A-Ta-t])?(\d*)$")
+_CODE_RE = re.compile(r"^([A-Ta-t])?([0-9]*)$")
+
+#: What ``industry`` accepts (besides surrounding spaces), declared in the OpenAPI schema; checked by
+#: :func:`industry_matches` so that a mismatch answers 400 with a message rather than FastAPI's 422.
+INDUSTRY_PATTERN = r"^([A-Ta-t][0-9]*|[0-9]+)?$"
+
+_MAX_REVISION = 100_000
+"""The newest revision an ILCD version ``01.NN.NNN`` can name (``01.99.999``)."""
+
+#: What ``version`` accepts: a revision number 1-100000 or an ILCD version (see :func:`parse_version`).
+VERSION_PATTERN = r"^(0*([1-9][0-9]{0,4}|100000)|01\.[0-9]{2}\.[0-9]{3})$"
 
 
 class FactorSummary(BaseModel):
@@ -216,14 +228,20 @@ def parse_version(version: str) -> int:
         When it is neither.
     """
     text = version.strip()
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    try:
-        return revision_of(text)
-    except FactorError:
-        raise BadRequest(
-            f"version {version!r}: accepted: an ILCD version like '01.00.000' or a revision number from 1"
-        ) from None
+    if text.isascii() and text.isdigit():
+        # Length first: int() of thousands of digits is slow, then refused (ValueError).
+        digits = text.lstrip("0")
+        if digits and len(digits) <= len(str(_MAX_REVISION)) and int(digits) <= _MAX_REVISION:
+            return int(digits)
+    else:
+        try:
+            return revision_of(text)
+        except FactorError:
+            pass
+    raise BadRequest(
+        f"version {version[:40]!r}: accepted: an ILCD version like '01.00.000' "
+        f"or a revision number from 1 to {_MAX_REVISION}"
+    )
 
 
 def _error(exc: AggregatorError) -> JSONResponse:
@@ -234,6 +252,12 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "Malformed filter or version", 404: "No such factor or version"}
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
 
+
+_VERSION_QUERY: Any = Query(
+    None,
+    description="ILCD version '01.00.001' or revision number (1 is the first publication)",
+    json_schema_extra={"pattern": VERSION_PATTERN},
+)
 
 _ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}, "description": "A zip"}
@@ -287,7 +311,11 @@ def router_factory(repo: FactorRepository, settings: object | None = None) -> AP
         summary="List and search published factors",
     )
     def list_factors(
-        industry: str | None = Query(None, description="GB/T 4754-2017 code prefix or section letter, e.g. '32', 'C'"),
+        industry: str | None = Query(
+            None,
+            description="GB/T 4754-2017 code prefix or section letter, e.g. '32', 'C'",
+            json_schema_extra={"pattern": INDUSTRY_PATTERN},
+        ),
         region: str | None = Query(None, description="ISO 3166 code, e.g. 'CN' or 'CN-YN' (exact)"),
         include_subregions: bool = Query(False, description="With region: also the regions below it"),
         product: str | None = Query(None, description="Product flow UUID, factor id, or text in the product name"),
@@ -319,7 +347,7 @@ def router_factory(repo: FactorRepository, settings: object | None = None) -> AP
     )
     def get_factor(
         factor_id: str,
-        version: str | None = Query(None, description="ILCD version '01.00.001' or revision number"),
+        version: str | None = _VERSION_QUERY,
     ) -> Any:
         try:
             return lookup(factor_id, version)
@@ -355,7 +383,7 @@ def router_factory(repo: FactorRepository, settings: object | None = None) -> AP
         responses={**_ZIP_RESPONSE, **_responses(400, 404)},
         summary="The factor's industry-average unit process as an ILCD zip",
     )
-    def ilcd(factor_id: str, version: str | None = Query(None)) -> Response:
+    def ilcd(factor_id: str, version: str | None = _VERSION_QUERY) -> Response:
         try:
             factor = lookup(factor_id, version)
         except AggregatorError as exc:
@@ -368,7 +396,7 @@ def router_factory(repo: FactorRepository, settings: object | None = None) -> AP
         responses={**_ZIP_RESPONSE, **_responses(400, 404)},
         summary="The factor's industry-average unit process as an openLCA JSON-LD zip",
     )
-    def jsonld(factor_id: str, version: str | None = Query(None)) -> Response:
+    def jsonld(factor_id: str, version: str | None = _VERSION_QUERY) -> Response:
         try:
             factor = lookup(factor_id, version)
         except AggregatorError as exc:

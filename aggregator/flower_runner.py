@@ -5,7 +5,9 @@ The aggregator drives the SuperLink only through the Flower CLI, with ``FLWR_HOM
 ``settings.superlink_connection`` (:func:`write_flwr_config`):
 
 * approving a member runs ``flwr supernode register <key file> <connection> --format json`` and
-  keeps the node id it prints (:func:`register_supernode`);
+  keeps the node id it prints (:func:`register_supernode`); revoking it runs
+  ``flwr supernode unregister <node id> <connection> --format json`` (:func:`unregister_supernode`),
+  so its SuperNode can no longer connect;
 * running a ``secagg`` round (:class:`FlowerSecAggRunner`) writes a Flower App project naming
   ``pcf.flower_app:server_app`` / ``pcf.flower_app:client_app``, the roster file (node id ->
   identity key, from the round's signed roster) and the run config, runs ``flwr run`` and waits
@@ -33,8 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from aggregator.errors import RegistrationFailed
-from aggregator.members import SuperNodeRegistrar
+from aggregator.errors import RegistrationFailed, UnregistrationFailed
+from aggregator.members import SuperNodeRegistrar, SuperNodeUnregistrar
 from aggregator.rounds import RosterEntry, secagg_value_bits
 from aggregator.settings import AggregatorSettings
 from aggregator.store import utcnow
@@ -50,6 +52,8 @@ __all__ = [
     "register_supernode",
     "run_config_toml",
     "supernode_registrar",
+    "supernode_unregistrar",
+    "unregister_supernode",
     "write_fab_project",
     "write_flwr_config",
 ]
@@ -229,6 +233,52 @@ def register_supernode(
 def supernode_registrar(settings: AggregatorSettings, *, run: CommandRunner = _run_command) -> SuperNodeRegistrar:
     """:func:`register_supernode` bound to ``settings``, as :func:`aggregator.members.approve_member` takes it."""
     return lambda key: register_supernode(settings, key, run=run)
+
+
+def unregister_supernode(settings: AggregatorSettings, node_id: str, *, run: CommandRunner = _run_command) -> None:
+    """Unregister a revoked member's SuperNode from the SuperLink, so it can no longer connect.
+
+    Parameters
+    ----------
+    settings
+        Names the SuperLink (``superlink_address``, ``superlink_root_certificates``, ``flwr_home``).
+    node_id
+        The node id the SuperLink assigned on approval (decimal string, unsigned 64-bit).
+    run
+        Runs the ``flwr`` command (injectable for tests).
+
+    Raises
+    ------
+    UnregistrationFailed
+        The node id is not one, or the SuperLink refused (e.g. the node is already unregistered) or
+        could not be reached; the message quotes ``flwr``'s output.
+    """
+    if not re.fullmatch(r"[0-9]{1,20}", node_id) or int(node_id) >= 2**64:
+        raise UnregistrationFailed(f"node id {node_id!r}: accepted: a decimal unsigned 64-bit Flower node id")
+    try:
+        connection = write_flwr_config(settings)
+    except ValueError as exc:
+        raise UnregistrationFailed(f"the Flower CLI is not set up: {exc}") from None
+    args = [_flwr(), "supernode", "unregister", node_id, connection, "--format", "json"]
+    try:
+        out = run(args, flwr_env(settings), _CLI_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UnregistrationFailed(
+            f"could not run `flwr supernode unregister` against SuperLink {settings.superlink_address}: {exc}"
+        ) from None
+    doc = _json_out(out.stdout)
+    if out.returncode != 0 or doc.get("success") is not True:
+        detail = doc.get("error-message") or _tail(out.stderr or out.stdout) or f"exit code {out.returncode}"
+        raise UnregistrationFailed(
+            f"SuperLink {settings.superlink_address} did not unregister SuperNode {node_id}: {detail}. "
+            f"Retry by revoking the member again, or run `flwr supernode unregister {node_id} {connection}` "
+            f"with FLWR_HOME={settings.flwr_home_dir}"
+        )
+
+
+def supernode_unregistrar(settings: AggregatorSettings, *, run: CommandRunner = _run_command) -> SuperNodeUnregistrar:
+    """:func:`unregister_supernode` bound to ``settings``, as :func:`aggregator.members.revoke_member` takes it."""
+    return lambda node_id: unregister_supernode(settings, node_id, run=run)
 
 
 # -------------------------------------------------------------------------------------- the FAB

@@ -19,6 +19,7 @@ seen before is refused as a replay.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from pydantic import BaseModel
 from aggregator.errors import (
     Conflict,
     Forbidden,
+    RegistrationFailed,
     ReplayedRequest,
     StaleRequest,
     Unauthorized,
@@ -54,8 +56,10 @@ __all__ = [
     "EnrollmentRequest",
     "MemberKey",
     "MemberPublic",
+    "MemberRevocation",
     "MemberStatus",
     "SuperNodeRegistrar",
+    "SuperNodeUnregistrar",
     "approve_member",
     "authenticate_member",
     "check_signed_request",
@@ -65,11 +69,14 @@ __all__ = [
     "list_members",
     "remember",
     "request_message",
+    "revoke_member",
     "set_status",
     "sign_enrollment",
     "sign_request",
 ]
 
+
+log = logging.getLogger(__name__)
 
 MemberStatus = Literal["pending", "approved", "revoked"]
 
@@ -97,6 +104,20 @@ class MemberPublic(BaseModel):
 SuperNodeRegistrar = Callable[[str], str]
 """``register(supernode_public_key) -> node id``: registers a SuperNode key with the SuperLink and returns
 the node id it assigned (decimal string); raises ``RegistrationFailed`` (see ``aggregator.flower_runner``)."""
+
+SuperNodeUnregistrar = Callable[[str], None]
+"""``unregister(node_id)``: unregisters the SuperNode with that node id from the SuperLink; raises
+``UnregistrationFailed`` (a ``RegistrationFailed``; see ``aggregator.flower_runner``)."""
+
+
+class MemberRevocation(MemberPublic):
+    """A revoked member, with what became of its SuperNode's registration at the SuperLink."""
+
+    superlink_unregistered: bool | None = None
+    """``True``: the SuperNode was unregistered now; ``False``: that failed (``unregister_error``
+    says why) and the member is revoked all the same; ``None``: nothing to unregister (no node
+    id, or no SuperLink configured)."""
+    unregister_error: str | None = None
 
 
 class MemberKey(BaseModel):
@@ -202,6 +223,38 @@ def approve_member(
     with store.transaction() as tx:
         _check_allowed(tx.get_member(member_id), "approved")
         return _public(tx.set_member_status(member_id, "approved", now, flower_node_id=node_id))
+
+
+def revoke_member(
+    store: Store, member_id: int, now: datetime, unregister: SuperNodeUnregistrar | None = None
+) -> MemberRevocation:
+    """Revoke a member; with ``unregister`` and a node id, then unregister its SuperNode from the SuperLink.
+
+    The revocation is committed first, on its own: revoking MUST NOT depend on another service, so
+    an unreachable or refusing SuperLink cannot keep a member in. The member is already shut out of
+    every request and roster by its status; unregistering also stops its SuperNode connecting. A
+    failed unregistration is logged and returned (``superlink_unregistered`` is ``False``, with
+    ``unregister_error``), never raised. Revoking a revoked member is a no-op for its status and
+    tries the unregistration again (a SuperNode already unregistered then reports that it is not
+    found).
+
+    Raises
+    ------
+    NotFound
+        For an unknown member id.
+    """
+    with store.transaction() as tx:
+        revoked = set_status(tx, member_id, "revoked", now)
+    result = MemberRevocation.model_validate(revoked.model_dump())
+    if unregister is None or revoked.flower_node_id is None:
+        return result
+    try:
+        unregister(revoked.flower_node_id)
+    except RegistrationFailed as exc:
+        log.warning("member %s revoked, but its SuperNode is still registered: %s", member_id, exc.detail)
+        return result.model_copy(update={"superlink_unregistered": False, "unregister_error": exc.detail})
+    log.info("member %s revoked; SuperNode %s unregistered", member_id, revoked.flower_node_id)
+    return result.model_copy(update={"superlink_unregistered": True})
 
 
 def list_members(tx: Transaction, status: MemberStatus | None = None) -> list[MemberPublic]:

@@ -49,6 +49,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from aggregator.repository import FactorRepository
 from protocols.factor import PublishedFactor
 from protocols.pact import (
+    EVENT_PUBLISHED,
+    EVENT_REQUEST_CREATED,
+    EVENT_REQUEST_FULFILLED,
+    EVENT_REQUEST_REJECTED,
     EXTENSION_SCHEMA,
     AuthError,
     CloudEvent,
@@ -58,6 +62,10 @@ from protocols.pact import (
     ListFootprintsResponse,
     ProductFootprint,
     ProductFootprintResponse,
+    PublishedEventData,
+    RequestCreatedEventData,
+    RequestFulfilledEventData,
+    RequestRejectedEventData,
     TokenResponse,
     UtcDateTime,
     footprint_matches,
@@ -221,10 +229,19 @@ def _parse_when(name: str, text: str) -> datetime:
         ) from None
 
 
+_MAX_COUNT = 2**31 - 1
+"""Largest ``limit`` and ``offset`` (a bound keeps int() away from thousands of digits)."""
+
+
 def _parse_count(name: str, text: str, minimum: int) -> int:
-    if not text.isdigit() or int(text) < minimum:
-        raise PactError(400, "BadRequest", f"{name}={text!r}: accepted: an integer >= {minimum}")
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(_MAX_COUNT)):
+        value = None
+    else:
+        value = int(digits)
+    if value is None or not minimum <= value <= _MAX_COUNT:
+        raise PactError(400, "BadRequest", f"{name}={text[:40]!r}: accepted: an integer from {minimum} to {_MAX_COUNT}")
+    return value
 
 
 def parse_list_query(items: list[tuple[str, str]]) -> tuple[FootprintFilter, int | None, int]:
@@ -337,7 +354,13 @@ _LIST_PARAMETERS: list[dict[str, Any]] = [
         for name in _LIST_FILTERS
     ),
     *(
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": "RFC 3339 date-time, e.g. 2025-01-31T00:00:00Z (a bare date 2025-01-31 is its first instant, UTC).",
+            "schema": {"type": "string", "format": "date-time"},
+        }
         for name in _DATE_FILTERS
     ),
     {
@@ -346,15 +369,61 @@ _LIST_PARAMETERS: list[dict[str, Any]] = [
         "required": False,
         "schema": {"type": "string", "enum": ["Active", "Deprecated"]},
     },
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_COUNT},
+    },
     {
         "name": "offset",
         "in": "query",
         "required": False,
         "description": "Pagination cursor; use the Link header rather than setting it by hand.",
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_COUNT},
     },
 ]
+
+_GET_PARAMETERS: list[dict[str, Any]] = [
+    # Declared here rather than as a function parameter: FastAPI would then also document a 422
+    # answer, which these routes never give (see _PactRoute).
+    {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+]
+
+_EVENT_DATA_MODELS: dict[str, type[BaseModel]] = {
+    EVENT_PUBLISHED: PublishedEventData,
+    EVENT_REQUEST_CREATED: RequestCreatedEventData,
+    EVENT_REQUEST_FULFILLED: RequestFulfilledEventData,
+    EVENT_REQUEST_REJECTED: RequestRejectedEventData,
+}
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    # The request body schema lives inside the operation, where a local "#/$defs/..." would not
+    # resolve; the event data models are small and not recursive, so their definitions are inlined.
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def _event_schema() -> dict[str, Any]:
+    """The body of Action Events: a CloudEvent whose ``data`` is the one its ``type`` names."""
+    envelope = CloudEvent.model_json_schema()
+    variants = []
+    for event_type, model in _EVENT_DATA_MODELS.items():
+        data = model.model_json_schema()
+        properties = {
+            **envelope["properties"],
+            "type": {"type": "string", "const": event_type},
+            "data": _inline_refs(data, data.get("$defs", {})),
+        }
+        variants.append({**envelope, "title": event_type.split(".")[-2], "properties": properties})
+    return {"oneOf": variants}
 
 
 def router_factory(
@@ -505,14 +574,16 @@ def router_factory(
         response_model_exclude_none=True,
         responses={**_ERROR_RESPONSES, 404: {"model": Error, "description": "NotFound"}},
         summary="Action GetFootprint",
+        openapi_extra={"parameters": _GET_PARAMETERS},
     )
-    def get_footprint(id: str, authorization: str | None = Security(oauth2)) -> Response:
+    def get_footprint(request: Request, authorization: str | None = Security(oauth2)) -> Response:
         authenticate(authorization)
-        wanted = id.strip().lower()
+        asked: str = request.path_params["id"]
+        wanted = asked.strip().lower()
         for pf in footprints():
             if str(pf.id) == wanted:
                 return JSONResponse(content={"data": pf.model_dump(mode="json", exclude_none=True)})
-        raise PactError(404, "NotFound", f"The specified footprint {id!r} does not exist")
+        raise PactError(404, "NotFound", f"The specified footprint {asked[:80]!r} does not exist")
 
     @router.post(
         "/3/events",
@@ -523,7 +594,7 @@ def router_factory(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/cloudevents+json": {"schema": CloudEvent.model_json_schema()}},
+                "content": {"application/cloudevents+json": {"schema": _event_schema()}},
             }
         },
     )

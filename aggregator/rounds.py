@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel
@@ -86,6 +87,8 @@ from protocols.stats import (
     AggregateStatistics,
     aggregate_statistics,
     check_disclosure,
+    merged_gases,
+    other_gases_sum,
     withheld_slots,
 )
 
@@ -116,6 +119,7 @@ __all__ = [
     "list_rounds",
     "open_round",
     "paillier_layout",
+    "public_log_other_gases",
     "public_log_summed",
     "resume_rounds",
     "run_round",
@@ -289,10 +293,12 @@ def histogram_commitment(salt_hex: str, counts: Sequence[int]) -> str:
 
 
 def stored_summed(spec: RoundSpec, summed: Sequence[int | None]) -> list[int | None]:
-    """The summed vector as the aggregator stores it: the withheld components' value slots are ``None``.
+    """The summed vector as the aggregator stores it: the slots the disclosure rules withhold are ``None``.
 
     A component fewer than ``min_participants`` firms report has sums that are those firms' own
-    values (``protocols.stats.withheld_slots``); they are dropped before anything is written.
+    values, and so would the ``wF`` sums of a gas that few firms emit, or let a reader subtract
+    them (``protocols.stats.withheld_slots``); they are dropped before anything is written. The
+    merged gases' sum is kept in the aggregate's log entry (:func:`public_log_other_gases`).
     """
     drop = set(withheld_slots(spec, summed))
     return [None if slot.name in drop else value for slot, value in zip(vector_layout(spec), summed, strict=True)]
@@ -307,13 +313,15 @@ def public_log_summed(
     only a salted commitment to the bins (``protocols.stats`` keeps the histogram for the
     aggregator's use only). The value slots (``x``, ``wx``, ``wx2``) of a component reported by
     fewer than ``min_participants`` firms are those firms' values: the log shows ``None`` and
-    the component's reporter count ``n[c]``, which is all a verifier needs to see why.
+    the component's reporter count ``n[c]``, which is all a verifier needs to see why. Likewise the
+    ``wF`` slots of the gases the gas-level rule merges show ``None`` next to their counts ``nF[g]``;
+    their sum is logged on its own (:func:`public_log_other_gases`).
 
     Returns
     -------
     tuple[list[str | None], list[str], list[int]]
         The values as decimal strings with ``None`` at withheld positions, the withheld slot
-        names (bins and component slots), and the withheld histogram counts (what the commitment covers).
+        names (bins, component and gas slots), and the withheld histogram counts (what the commitment covers).
     """
     drop = set(withheld_slots(spec, summed))
     shown: list[str | None] = []
@@ -331,6 +339,31 @@ def public_log_summed(
         else:
             shown.append(str(int(value)))
     return shown, withheld, counts
+
+
+def _decimal_text(value: Fraction) -> str:
+    """``value`` as an exact decimal string; it must be a terminating decimal (denominator 2^a 5^b)."""
+    for places in range(80):
+        scaled = value * 10**places
+        if scaled.denominator == 1:
+            digits = str(abs(scaled.numerator)).rjust(places + 1, "0")
+            text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
+            return f"-{text}" if scaled < 0 else text
+    raise ValueError(f"{value} is not a terminating decimal")
+
+
+def public_log_other_gases(spec: RoundSpec, summed: Sequence[int | None]) -> dict[str, Any] | None:
+    """What the aggregate's log entry shows of the gases the gas-level rule merges; ``None`` when none is.
+
+    ``{"gases": [...], "sum": "<decimal>"}``: the merged gases in spec order and their ``wF`` sums
+    added up, in the slots' unit (production × kg CO2e per reference unit), exact. A verifier passes
+    the sum to ``protocols.stats.aggregate_statistics(..., other_gases=Fraction(sum))``. The sum covers at
+    least ``min_participants`` firms except when it is the whole footprint (``protocols.stats``).
+    """
+    total = other_gases_sum(spec, summed)
+    if total is None:
+        return None
+    return {"gases": merged_gases(spec, summed), "sum": _decimal_text(total)}
 
 
 def _roster(tx: Transaction, row: RoundRow) -> list[RosterEntry]:
@@ -760,9 +793,10 @@ def _publish(
     previous = PublishedFactor.model_validate_json(previous_row.document) if previous_row else None
     tx.transition_round(row.id, [AGGREGATING], PUBLISHED, now, decision=f"published factor {fid} revision {version}")
     salt = secrets.token_hex(16)
-    kept = stored_summed(spec, summed)  # never a withheld component's sums, not even in the database
+    kept = stored_summed(spec, summed)  # never a withheld component's or gas's sums, not even in the database
     tx.put_aggregate(row.id, kept, n, now, histogram_salt=salt)
     shown, withheld, counts = public_log_summed(spec, kept)
+    other_gases = public_log_other_gases(spec, summed)  # only in rounds where the gas-level rule merges
     aggregate_entry = translog.append(
         tx,
         ctx.key,
@@ -775,7 +809,8 @@ def _publish(
             "withheld": withheld,
             "histogram_commitment": histogram_commitment(salt, counts) if counts else None,
             "contributions": sorted(contribution_hashes),
-        },
+        }
+        | ({"other_gases": other_gases} if other_gases is not None else {}),
         now,
     )
     factor = build_factor(

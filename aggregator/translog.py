@@ -54,7 +54,9 @@ CONTRIBUTION_RECEIPT: Final = "contribution_receipt"
 """payload: ``round_id``, ``member`` (fingerprint), ``contribution_hash`` (sha256 of the body sent),
 ``method``, ``path``, ``timestamp``, ``node_signature`` (the member's request signature over them)."""
 AGGREGATE: Final = "aggregate"
-"""payload: ``round_id``, ``spec_hash``, ``n``, ``summed`` (decimal strings), ``contributions`` (hashes, sorted)."""
+"""payload: ``round_id``, ``spec_hash``, ``n``, ``summed`` (decimal strings, ``null`` where withheld), ``withheld``
+(slot names), ``histogram_commitment``, ``contributions`` (hashes, sorted), and ``other_gases`` (``gases``, ``sum``)
+when the gas-level disclosure rule merged gases (``aggregator.rounds.public_log_other_gases``)."""
 SUPPRESSION: Final = "suppression"
 """payload: ``round_id``, ``rule``, ``detail``."""
 PUBLICATION: Final = "publication"

@@ -6,14 +6,18 @@ the signed spec, checks that the factor served is the one logged, and recomputes
 the logged aggregate with ``protocols.stats.aggregate_statistics`` and ``protocols.factor.build_factor``.
 The log withholds the histogram and the sums of components reported by fewer than
 ``min_participants`` firms; it keeps their reporter counts, so the check also confirms that exactly
-the components the rule covers were withheld.
+the components the rule covers were withheld. Likewise for gases: the log withholds the per-gas
+sums of the gases the gas-level rule merges and carries their sum instead (``other_gases``), from
+which the factor's ``"other gases"`` and totals are recomputed.
 The first thing that does not check out is reported with the log sequence number it concerns.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -24,11 +28,17 @@ from aggregator.repository import document_hash
 from protocols.errors import AggregationError, InvalidSignature, ProtocolError
 from protocols.factor import PublishedFactor, build_factor
 from protocols.spec import KIND_HIST, SignedSpec, spec_hash, vector_layout, verify_spec
-from protocols.stats import aggregate_statistics, withheld_slots
+from protocols.stats import (
+    OTHER_GASES,
+    aggregate_statistics,
+    merged_gases,
+    withheld_slots,
+)
 
 __all__ = ["VerifyReport", "verify_factor"]
 
 _FLOAT_REL_TOL = 1e-9
+_DECIMAL = re.compile(r"-?[0-9]{1,60}(\.[0-9]{1,60})?")
 
 
 class VerifyReport(BaseModel):
@@ -105,6 +115,13 @@ def _diff(a: Any, b: Any, path: str = "") -> Iterator[str]:
             yield f"{path} (served {a!r}, recomputed {b!r})"
     elif a != b:
         yield f"{path} (served {str(a)[:80]!r}, recomputed {str(b)[:80]!r})"
+
+
+def _decimal(text: Any) -> Fraction:
+    """A logged decimal string as an exact fraction (plain digits only: no exponent to blow up)."""
+    if not isinstance(text, str) or not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{str(text)[:40]!r} is not a decimal string")
+    return Fraction(text)
 
 
 def _find(entries: list[translog.LogEntry], entry_type: str, **match: Any) -> list[translog.LogEntry]:
@@ -218,8 +235,11 @@ def _verify(
         shown = list(agg.payload["summed"])
         withheld = set(agg.payload.get("withheld") or [])
         hashes = list(agg.payload.get("contributions") or [])
+        logged_other = agg.payload.get("other_gases")
+        other_gases = None if logged_other is None else _decimal(logged_other["sum"])
+        logged_merged = None if logged_other is None else [str(g) for g in logged_other["gases"]]
     except (KeyError, TypeError, ValueError):
-        raise _Fail("the aggregate entry lacks n, summed or contributions", agg.seq) from None
+        raise _Fail("the aggregate entry lacks n, summed or contributions, or its other_gases is malformed", agg.seq) from None
     if spec.protocol == "paillier":
         receipts = [e for e in _find(entries, translog.CONTRIBUTION_RECEIPT, round_id=round_id) if e.seq < agg.seq]
         members = [e.payload.get("member") for e in receipts]
@@ -246,20 +266,28 @@ def _verify(
                 first_bin = False
             else:
                 filled.append(None if value is None else int(value))
-        # The component rule, recomputed from the logged reporter counts: what it covers must be
-        # withheld (else the log discloses a few firms' values), and nothing else may be.
+        # The component and gas rules, recomputed from the logged reporter counts: what they cover
+        # must be withheld (else the log discloses a few firms' values), and nothing else may be.
         must = set(withheld_slots(spec, filled))
+        merged = merged_gases(spec, filled)
     except (AggregationError, TypeError, ValueError) as exc:
         raise _Fail(f"the logged aggregate is malformed: {exc}", agg.seq) from None
     shown_anyway = [s.name for s, v in zip(slots, filled, strict=True) if s.name in must and v is not None]
     if shown_anyway:
         raise _Fail(
-            f"the logged aggregate shows slots of components reported by fewer than {spec.min_participants} firms, "
-            f"which the disclosure rule withholds: {', '.join(shown_anyway[:5])}",
+            f"the logged aggregate shows slots of components or gases reported by fewer than {spec.min_participants} "
+            f"firms, which the disclosure rules withhold: {', '.join(shown_anyway[:5])}",
+            agg.seq,
+        )
+    if (logged_merged or []) != merged:
+        raise _Fail(
+            f"the logged aggregate merges the gases {logged_merged or []} into {OTHER_GASES!r}, but the gas-level rule "
+            f"on the logged reporter counts merges {merged}",
             agg.seq,
         )
     try:
-        stats = aggregate_statistics(spec, filled, n)  # refuses a withheld slot the rule does not cover
+        # refuses a withheld slot the rules do not cover, and a merged sum that contradicts shown slots
+        stats = aggregate_statistics(spec, filled, n, other_gases=other_gases)
     except AggregationError as exc:
         raise _Fail(f"the logged aggregate is inconsistent: {exc}", agg.seq) from None
     if not stats.disclosure.publish:
@@ -282,11 +310,19 @@ def _verify(
     if any(slot.kind == KIND_HIST for slot in slots if slot.name in withheld):
         expected["distribution"]["quantiles"] = served["distribution"]["quantiles"]
         report.unverified.append("distribution.quantiles (the public log withholds the histogram)")
-    if must:
+    gas_slots = {f"wF[{g}]" for g in merged}
+    if must - gas_slots:
         names = ", ".join(c.name_en for c in stats.withheld)
         report.unverified.append(
             f"withheld components ({names}): reported by fewer than {spec.min_participants} firms, so the log "
-            f"withholds their slots ({', '.join(sorted(must))}) and nothing is published about them"
+            f"withholds their slots ({', '.join(sorted(must - gas_slots))}) and nothing is published about them"
+        )
+    if merged:
+        report.unverified.append(
+            f"withheld gases ({', '.join(stats.footprint.withheld_gases)}): emitted by fewer than "
+            f"{spec.min_participants} firms, so the log withholds the per-gas sums of {', '.join(merged)} "
+            f"({', '.join(sorted(gas_slots))}) and nothing is published about them one by one; their sum, "
+            f"published as {OTHER_GASES!r}, was recomputed from the logged other_gases"
         )
     diffs = list(_diff(served, expected))
     if diffs:

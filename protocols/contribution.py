@@ -5,7 +5,8 @@ derived slot is computed exactly from the quantised values (``w*x`` is ``q_w * q
 ``w * x``), then rounded half to even at the slot's scale. So the plaintext preview shows exactly
 what is sent, and Cauchy-Schwarz holds for the quantised values, which lets the statistics tell
 rounding noise from inconsistent slots. The reporter slot ``n[c]`` is 1 when the quantised value
-of component ``c`` is not zero (the firm is in that component's sums), else 0.
+of component ``c`` is not zero (the firm is in that component's sums), else 0; likewise ``nF[g]``
+is 1 when the firm's quantised footprint of gas ``g`` is not zero (it is in that gas's ``wF[g]`` sum).
 
 A value that is missing, not finite, negative where the spec forbids it, or beyond its
 plausibility bound is refused with a :class:`~protocols.errors.ContributionError`, never clipped:
@@ -29,6 +30,7 @@ from protocols.spec import (
     KIND_F2,
     KIND_HIST,
     KIND_N,
+    KIND_NF,
     KIND_W,
     KIND_W2,
     KIND_WF,
@@ -333,6 +335,8 @@ def build_contribution(
             v = q_x[i]  # type: ignore[index]
         elif s.kind == KIND_WX2:
             v = q_w * q_x[i] ** 2  # type: ignore[index]
+        elif s.kind == KIND_NF:
+            v = Fraction(int(q_fg[s.gas] != 0))  # type: ignore[index]
         elif s.kind == KIND_WF:
             v = q_w * q_fg[s.gas]  # type: ignore[index]
         elif s.kind == KIND_F:

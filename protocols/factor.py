@@ -45,7 +45,12 @@ from lca.model import (
 from lca.refdata import flow_property_for_unit, reference_bundle, stable_uuid
 from protocols.errors import ProtocolError
 from protocols.spec import RoundSpec, spec_hash
-from protocols.stats import AggregateStatistics, linearity_check, unchecked_components
+from protocols.stats import (
+    OTHER_GASES,
+    AggregateStatistics,
+    linearity_check,
+    unchecked_components,
+)
 
 __all__ = [
     "DATA_SOURCE",
@@ -278,7 +283,9 @@ class PublishedFactor(_Wire):
     """``value``'s unit, e.g. ``kgCO2e/t``."""
     gwp_set: str
     gases: dict[str, float]
-    """kg CO2e per reference unit by gas (or by the round's aggregates)."""
+    """kg CO2e per reference unit by gas (or by the round's aggregates). Gases fewer than
+    ``min_participants`` firms emit are merged, with one complementary gas, into
+    ``"other gases"`` (:data:`protocols.stats.OTHER_GASES`; see :mod:`protocols.stats`)."""
     fossil: float
     biogenic: float
     distribution: Distribution
@@ -523,6 +530,8 @@ def build_factor(
         note=note,
     )
 
+    # "other gases" (the gas-level rule's merged sum) counts as fossil: splitting it by origin would
+    # separate the withheld gases again (protocols.stats module docstring).
     fossil = math.fsum(v for g, v in fp.weighted_mean_by_gas.items() if gas_origin(g) == "fossil")
     biogenic = math.fsum(v for g, v in fp.weighted_mean_by_gas.items() if gas_origin(g) == "biogenic")
 
@@ -661,6 +670,16 @@ def build_factor(
             f"未列为交换（报告企业少于 {spec.min_participants} 家，不予披露）："
             + "；".join(c.name_zh for c in withheld)
             + "；其排放已计入碳足迹。"
+        )
+    if fp.merged_gases:
+        few, merged = ", ".join(fp.withheld_gases), ", ".join(fp.merged_gases)
+        withheld_en += (
+            f" Gases emitted by fewer than {spec.min_participants} firms ({few}) are not shown by gas: "
+            f"{merged} are shown together as '{OTHER_GASES}'; the footprint includes them."
+        )
+        withheld_zh += (
+            f"排放企业少于 {spec.min_participants} 家的气体（{few}）不分气体披露：{merged} 合并列为"
+            f"“{OTHER_GASES}”；碳足迹已包含其排放。"
         )
     description = {
         "en": (

@@ -186,10 +186,26 @@ NegativeOrZeroDecimal = Annotated[
 ]
 
 
+_RFC3339_RE = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic alone would also read numbers (and numeric strings) as Unix times, and dates with a
+    # space or '_' for the 'T': the specification asks for RFC 3339 date-time strings.
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339_RE.match(value)):
+        return value
+    raise ValueError(f"{value!r} is not an RFC 3339 date-time; accepted: e.g. '2025-01-31T00:00:00Z'")
+
+
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{value.isoformat()} has no time zone; accepted: RFC 3339 with 'Z' or an offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{value.isoformat()} is outside the years 1-9999 in UTC") from None
 
 
 def _format_utc(value: datetime) -> str:
@@ -198,6 +214,7 @@ def _format_utc(value: datetime) -> str:
 
 UtcDateTime = Annotated[
     datetime,
+    BeforeValidator(_rfc3339),
     AfterValidator(_as_utc),
     PlainSerializer(_format_utc, return_type=str, when_used="json"),
 ]

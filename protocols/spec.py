@@ -10,7 +10,8 @@ overflow the signed 64-bit ring.
 Slot scales (how :func:`vector_layout` derives them)
 -----------------------------------------------------
 * Base slots take the spec's scales: ``x[c]`` the component's ``scale``, ``w`` the weight's,
-  ``F`` the footprint's; ``count``, the reporter counts ``n[c]`` and the histogram bins have scale 1.
+  ``F`` the footprint's; ``count``, the reporter counts ``n[c]`` and ``nF[g]`` and the histogram
+  bins have scale 1.
 * A derived slot (``w2``, ``wx``, ``wx2``, ``wF``, ``F2``, ``wF2``) is the product of quantised
   base values; its *nominal* scale is the product of their scales (``s_w * s_x`` for ``w*x``,
   ``s_w * s_x**2`` for ``w*x**2``), which keeps every digit the inputs have. When the nominal scale
@@ -59,12 +60,14 @@ __all__ = [
     "CN_SUBDIVISIONS",
     "COMPONENT_VALUE_KINDS",
     "DERIVED_KINDS",
+    "GAS_VALUE_KINDS",
     "ILCD_CO2_FOSSIL_AIR",
     "KIND_COUNT",
     "KIND_F",
     "KIND_F2",
     "KIND_HIST",
     "KIND_N",
+    "KIND_NF",
     "KIND_W",
     "KIND_W2",
     "KIND_WF",
@@ -132,6 +135,7 @@ KIND_WX = "wx"  # weight x component value
 KIND_X = "x"  # component value
 KIND_WX2 = "wx2"  # weight x component value squared
 KIND_WF = "wF"  # weight x footprint of one gas
+KIND_NF = "nF"  # 1 per firm whose footprint of the gas is not zero (reporter count of the gas)
 KIND_F = "F"  # footprint (sum over gases)
 KIND_F2 = "F2"  # footprint squared
 KIND_WF2 = "wF2"  # weight x footprint squared
@@ -140,6 +144,8 @@ KIND_HIST = "hist"  # one-hot footprint histogram bin
 DERIVED_KINDS = frozenset({KIND_W2, KIND_WX, KIND_WX2, KIND_WF, KIND_F2, KIND_WF2})
 #: Slots that carry a component's values (the ones a component's disclosure rule withholds).
 COMPONENT_VALUE_KINDS = frozenset({KIND_WX, KIND_X, KIND_WX2})
+#: Slots that carry one gas's footprint (the ones the gas-level disclosure rule withholds).
+GAS_VALUE_KINDS = frozenset({KIND_WF})
 
 #: Domain separation: a spec signature can never be replayed as a signature on other bytes.
 SPEC_SIGNATURE_CONTEXT = b"pcf-dataspace/round-spec/v1\x00"
@@ -386,7 +392,10 @@ class RoundSpec(_Model):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # One canonical form: the same instant must serialise (and hash) the same way.
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"deadline {value.isoformat()} is out of range in UTC") from None
 
     @model_validator(mode="after")
     def _check_consistency(self) -> RoundSpec:
@@ -522,7 +531,7 @@ def _needs(spec: RoundSpec) -> set[str]:
     if stats & {"weighted_sd", "gsd"}:
         kinds.add(KIND_WX2)
     if stats & {"footprint_weighted_mean", "footprint_weighted_sd"}:
-        kinds.add(KIND_WF)
+        kinds |= {KIND_WF, KIND_NF}  # per-gas sums come with their reporter counts (gas-level rule)
     if stats & {"footprint_mean", "footprint_sd"}:
         kinds.add(KIND_F)
     if "footprint_sd" in stats:
@@ -538,8 +547,9 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
     """The ordered slots of the round's contribution vector.
 
     Order: ``count``, ``w``, ``w2``, then per component ``n[c]``, ``wx[c]``, then ``x[c]``, ``wx2[c]``, then
-    per gas ``wF[g]``, then ``F``, ``F2``, ``wF2``, then the histogram bins; kinds that no requested
-    statistic needs are left out, so the aggregator learns no sum it does not use.
+    per gas ``nF[g]``, then per gas ``wF[g]``, then ``F``, ``F2``, ``wF2``, then the histogram bins; kinds
+    that no requested statistic needs are left out, so the aggregator learns no sum it does not use
+    (``nF`` comes with ``wF``: the gas-level disclosure rule of :mod:`protocols.stats` needs it).
 
     Parameters
     ----------
@@ -646,6 +656,17 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
                 unit=f"{w.unit}·({spec.per_unit(c.unit)})²",
                 component=i,
                 description=f"{w.name} × {c.name_en} squared",
+            )
+    if KIND_NF in kinds:
+        for gas in fp.gases:
+            add(
+                f"nF[{gas}]",
+                KIND_NF,
+                bound=Fraction(1),
+                nominal=1,
+                unit="firm",
+                gas=gas,
+                description=f"firm emits {gas} (footprint of the gas not zero)",
             )
     if KIND_WF in kinds:
         for gas in fp.gases:

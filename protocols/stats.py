@@ -32,6 +32,30 @@ round's background, the footprint minus the published inventory is the withheld 
 background-weighted sum ``Σ_c b_c Σwx_c / Σw``. A round design should therefore give flows
 that few firms use a common component (:attr:`protocols.spec.Component.aliases`) rather than
 rely on withholding.
+
+The same rule applies per gas. The slots ``wF[g]`` sum the firms' weighted footprints of gas
+``g``, so a gas few firms emit (SF6 from one firm's switchgear) would publish those firms'
+``w·F_g``. Each gas has a reporter count ``n_g`` (the sum of the ``nF[g]`` slots: firms whose
+footprint of ``g`` is not zero after rounding), and a gas with ``0 < n_g < spec.min_participants``
+is withheld (:func:`withheld_gases`): no per-gas statistic. Its emissions stay in the total
+footprint, a sum over all gases and all firms, and the per-gas breakdown shows them merged under
+:data:`OTHER_GASES`. Since the total minus the gases shown *is* that merged sum, merging the
+withheld gases alone would publish their few emitters' values after all; the merge therefore
+also takes in one *complementary* gas that at least ``min_participants`` firms emit -- the one
+with the most reporters, the first in spec order on a tie. The choice depends on the reporter
+counts only, so a verifier recomputes it from the public log. The merged gases
+(:func:`merged_gases`) have their ``wF`` slots in :func:`withheld_slots`: the aggregator MUST NOT
+store or publish them, and publishes their sum (:func:`other_gases_sum`) instead, which covers at
+least ``min_participants`` firms. Without a complementary gas (no other gas has that many
+emitters) the merged sum is the whole footprint, which is published anyway. In the factor's
+fossil/biogenic split the merged sum counts as fossil, whatever the merged gases are: splitting
+it by origin would separate the withheld gases again. As with components, linearity undoes part
+of this: where the firms computed the complementary gas from the round's background, the
+published inventory predicts it, and the merged sum minus that prediction (the residual
+:func:`linearity_check` reports for :data:`OTHER_GASES`) is the withheld gases' part. The rule
+keeps a few firms' gas from being published as a number of its own; a round design should still
+give gases that few firms emit a common gas of the spec (e.g. ``fossil``) rather than rely on
+withholding.
 """
 
 from __future__ import annotations
@@ -40,7 +64,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -49,8 +73,11 @@ from protocols.encoding import exact, from_ring
 from protocols.errors import AggregationError
 from protocols.spec import (
     COMPONENT_VALUE_KINDS,
+    GAS_VALUE_KINDS,
     KIND_HIST,
     KIND_N,
+    KIND_NF,
+    KIND_WF,
     RoundSpec,
     Slot,
     fmt_number,
@@ -59,6 +86,7 @@ from protocols.spec import (
 )
 
 __all__ = [
+    "OTHER_GASES",
     "QUANTILES",
     "AggregateStatistics",
     "ComponentStatistics",
@@ -68,17 +96,24 @@ __all__ = [
     "UncheckedComponent",
     "aggregate_statistics",
     "check_disclosure",
+    "gas_reporter_counts",
     "histogram_quantile",
     "is_withheld",
     "linearity_check",
     "lognormal_gsd",
+    "merged_gases",
+    "other_gases_sum",
     "reporter_counts",
     "unchecked_components",
+    "withheld_gases",
     "withheld_slots",
 ]
 
 #: Footprint quantiles reported, as probabilities; keys are ``"p5"``, ``"p25"``, ...
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.50, 0.75, 0.95)
+#: Key of the per-gas footprint under which the gas-level rule merges gases (module docstring);
+#: no gas of a spec can have this name (gas names have no spaces).
+OTHER_GASES: Final = "other gases"
 
 DisclosureRule = Literal["min_participants", "dominance"]
 
@@ -207,6 +242,8 @@ class FootprintStatistics:
     unit: str
     gwp_set: str
     weighted_mean_by_gas: dict[str, float] | None
+    """Σ wF_g / Σw per gas, in spec order; the :attr:`merged_gases` appear only summed, under
+    :data:`OTHER_GASES` (last)."""
     weighted_mean: float | None
     """Σ over gases of Σ wF_g / Σw."""
     mean: float | None
@@ -220,6 +257,13 @@ class FootprintStatistics:
     histogram: tuple[int, ...] | None
     """Firms per bin. For the aggregator's use only: a bin holding one firm tells that firm's range."""
     edges: tuple[float, ...]
+    gas_reporters: dict[str, int] | None = None
+    """Per gas, firms whose footprint of it is not zero (sums of the ``nF[g]`` slots); ``None`` when the
+    round has no per-gas slots."""
+    withheld_gases: tuple[str, ...] = ()
+    """Gases with ``0 < reporters < min_participants``: no per-gas statistic (module docstring)."""
+    merged_gases: tuple[str, ...] = ()
+    """The withheld gases and their complementary gas, shown only summed, as :data:`OTHER_GASES`."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +287,8 @@ class AggregateStatistics:
     def to_public_dict(self) -> dict[str, Any]:
         """What may be published: everything but the histogram when the rules pass, else only the decision.
 
-        A withheld component appears with its names, its reporter count and ``withheld: true``, and no statistic."""
+        A withheld component appears with its names, its reporter count and ``withheld: true``, and no statistic;
+        the footprint's per-gas means show the merged gases only summed (:data:`OTHER_GASES`)."""
         out: dict[str, Any] = {
             "round_id": self.round_id,
             "spec_hash": self.spec_hash,
@@ -321,17 +366,89 @@ def reporter_counts(spec: RoundSpec, summed: Sequence[int | None]) -> list[int]:
 
 
 def withheld_slots(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
-    """Names of the value slots (``x``, ``wx``, ``wx2``) of the components the component rule withholds.
+    """Names of the slots the disclosure rules withhold, in layout order.
 
-    The aggregator MUST NOT store or publish these sums: each is the value of fewer than
-    ``min_participants`` firms (module docstring). Reporter counts stay.
+    The value slots (``x``, ``wx``, ``wx2``) of the components the component rule withholds, and
+    the ``wF`` slots of the :func:`merged_gases`. The aggregator MUST NOT store or publish these
+    sums: each is, or would let a reader subtract, the value of fewer than ``min_participants``
+    firms (module docstring). Reporter counts stay.
     """
     reporters = reporter_counts(spec, summed)
+    merged = set(merged_gases(spec, summed))
     return [
         s.name
         for s in vector_layout(spec)
-        if s.kind in COMPONENT_VALUE_KINDS and s.component is not None and is_withheld(spec, reporters[s.component])
+        if (s.kind in COMPONENT_VALUE_KINDS and s.component is not None and is_withheld(spec, reporters[s.component]))
+        or (s.kind in GAS_VALUE_KINDS and s.gas in merged)
     ]
+
+
+def gas_reporter_counts(spec: RoundSpec, summed: Sequence[int | None]) -> dict[str, int]:
+    """Per gas, in spec order, the sum of its ``nF[g]`` slot: how many firms emit it (non-zero footprint).
+
+    Empty when the round has no per-gas slots (no weighted footprint statistic requested).
+
+    Raises
+    ------
+    AggregationError
+        Wrong vector length, or a gas reporter slot that is missing (``None``).
+    """
+    slots = vector_layout(spec)
+    if len(summed) != len(slots):
+        raise AggregationError(f"summed vector has {len(summed)} slots; the round's layout has {len(slots)}")
+    counts: dict[str, int] = {}
+    for s, total in zip(slots, summed, strict=True):
+        if s.kind == KIND_NF:
+            if total is None:
+                raise AggregationError(f"slot {s.name!r} is missing; reporter counts are never withheld")
+            counts[s.gas] = int(total)  # type: ignore[index]
+    return counts
+
+
+def withheld_gases(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
+    """The gases the gas-level rule withholds, in spec order: ``0 < n_g < min_participants`` (module docstring)."""
+    return [g for g, k in gas_reporter_counts(spec, summed).items() if is_withheld(spec, k)]
+
+
+def merged_gases(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
+    """The gases shown only summed, as :data:`OTHER_GASES`, in spec order; empty when no gas is withheld.
+
+    The withheld gases, plus the complementary gas: of the gases at least ``min_participants``
+    firms emit, the one with the most reporters (the first in spec order on a tie), so that the
+    merged sum is never the withheld gases' few emitters' values alone (module docstring).
+    """
+    counts = gas_reporter_counts(spec, summed)
+    merged = {g for g, k in counts.items() if is_withheld(spec, k)}
+    if not merged:
+        return []
+    candidates = [g for g, k in counts.items() if k >= spec.min_participants]
+    if candidates:
+        merged.add(max(candidates, key=counts.__getitem__))  # max keeps the first of equals: spec order
+    return [g for g in counts if g in merged]
+
+
+def other_gases_sum(spec: RoundSpec, summed: Sequence[int | None]) -> Fraction | None:
+    """Σ over the :func:`merged_gases` of their ``wF[g]`` sums, in the slots' unit; ``None`` when none is merged.
+
+    What the aggregator stores and publishes in place of the merged gases' slots: a sum over at
+    least ``min_participants`` firms (module docstring). Exact (the slots' scales are powers of ten,
+    so it is a terminating decimal).
+
+    Raises
+    ------
+    AggregationError
+        Wrong vector length, a missing reporter slot, or a merged gas's ``wF`` slot that is missing.
+    """
+    merged = set(merged_gases(spec, summed))
+    if not merged:
+        return None
+    total = Fraction(0)
+    for s, value in zip(vector_layout(spec), summed, strict=True):
+        if s.kind == KIND_WF and s.gas in merged:
+            if value is None:
+                raise AggregationError(f"slot {s.name!r} is missing; the merged sum of {OTHER_GASES} needs it")
+            total += Fraction(int(value)) / s.scale
+    return total
 
 
 def _rounding(slot: Slot, n: int) -> Fraction:
@@ -364,6 +481,8 @@ def aggregate_statistics(
     spec: RoundSpec,
     summed_ints: Sequence[int | None] | Sequence[int] | npt.NDArray[np.uint64],
     n: int,
+    *,
+    other_gases: Fraction | None = None,
 ) -> AggregateStatistics:
     """Compute the round's statistics from the slot-wise sums of ``n`` contributions.
 
@@ -373,10 +492,13 @@ def aggregate_statistics(
         The round spec the contributions were built for.
     summed_ints
         Signed slot sums (as from :func:`protocols.encoding.from_ring`), or the ``uint64`` ring sum itself.
-        The value slots of withheld components (:func:`withheld_slots`) may be ``None`` (as in the
+        The slots the disclosure rules withhold (:func:`withheld_slots`) may be ``None`` (as in the
         public log); no other slot may.
     n
         The number of contributions summed.
+    other_gases
+        The merged gases' sum (:func:`other_gases_sum`, as the public log carries it); needed only
+        when their ``wF`` slots are ``None``. When the slots are given too, it must equal their sum.
 
     Returns
     -------
@@ -389,7 +511,9 @@ def aggregate_statistics(
     AggregationError
         Wrong vector length, ``n`` outside 1..max_participants, a count or histogram that does not
         sum to ``n``, a sum beyond ``n`` times its slot bound or negative in a non-negative slot,
-        a missing slot that the component rule does not withhold, or inconsistent second moments.
+        a missing slot that the disclosure rules do not withhold, sums of a component or gas that
+        nobody reports, a merged gases' sum that is missing or contradicts the slots, or
+        inconsistent second moments.
     """
     summed: Sequence[int | None] = from_ring(summed_ints) if isinstance(summed_ints, np.ndarray) else summed_ints
     slots = vector_layout(spec)
@@ -402,13 +526,16 @@ def aggregate_statistics(
     if summed[0] is None or int(summed[0]) != n:  # slot 0 is the count
         raise AggregationError(f"count slot sums to {summed[0]} but n = {n}: contributions are missing or extra")
     withheld = set(withheld_slots(spec, summed))
+    gas_reporters = gas_reporter_counts(spec, summed)
+    merged = merged_gases(spec, summed)
     sums: dict[str, int] = {}
     for s, given in zip(slots, summed, strict=True):
         if given is None:
             if s.name not in withheld:
                 raise AggregationError(
-                    f"slot {s.name!r} is missing; only the value slots of withheld components (fewer than "
-                    f"min_participants {spec.min_participants} reporters) may be: {sorted(withheld) or 'none'}"
+                    f"slot {s.name!r} is missing; only the value slots of withheld components and the wF slots "
+                    f"of merged gases (fewer than min_participants {spec.min_participants} reporters) may be: "
+                    f"{sorted(withheld) or 'none'}"
                 )
             continue
         total = int(given)
@@ -497,8 +624,32 @@ def aggregate_statistics(
     by_gas: dict[str, Fraction] | None = None
     wmean: Fraction | None = None
     wmean_err = Fraction(0)
-    if all(f"wF[{g}]" in sums for g in fp.gases):
-        by_gas = {g: value(f"wF[{g}]") / sw for g in fp.gases}  # type: ignore[operator]
+    for gas, k in gas_reporters.items():
+        if k == 0 and sums.get(f"wF[{gas}]"):
+            raise AggregationError(
+                f"gas {gas!r}: no firm emits it (nF[{gas}] = 0) but wF[{gas}] is not zero; the summed slots are inconsistent"
+            )
+    if merged:
+        if all(f"wF[{g}]" in sums for g in merged):
+            from_slots = other_gases_sum(spec, summed)
+            if other_gases is not None and other_gases != from_slots:
+                raise AggregationError(
+                    f"the merged sum of {OTHER_GASES} ({', '.join(merged)}) is given as {other_gases} but their "
+                    f"wF slots sum to {from_slots}"
+                )
+            other_gases = from_slots
+        elif other_gases is None:
+            raise AggregationError(
+                f"the wF slots of the merged gases ({', '.join(merged)}) are withheld and their merged sum was not "
+                f"given; accepted: other_gases= the sum the public log carries"
+            )
+    elif other_gases is not None:
+        raise AggregationError(f"a merged sum of {OTHER_GASES} was given but no gas is withheld")
+    if gas_reporters:  # the per-gas slots are in the layout
+        by_gas = {g: value(f"wF[{g}]") / sw for g in fp.gases if g not in merged}  # type: ignore[operator]
+        if merged:
+            assert other_gases is not None
+            by_gas[OTHER_GASES] = other_gases / sw
         wmean = sum(by_gas.values(), Fraction(0))
         wmean_err = sum((err(f"wF[{g}]") for g in fp.gases), Fraction(0)) / sw
     sf, sf2, swf2 = value("F"), value("F2"), value("wF2")
@@ -536,6 +687,9 @@ def aggregate_statistics(
         quantiles=quantiles if "footprint_quantiles" in stats else None,
         histogram=counts if "footprint_quantiles" in stats else None,
         edges=tuple(fp.histogram_edges),
+        gas_reporters=gas_reporters or None,
+        withheld_gases=tuple(g for g, k in gas_reporters.items() if is_withheld(spec, k)),
+        merged_gases=tuple(merged),
     )
     return AggregateStatistics(
         round_id=spec.round_id,
@@ -645,6 +799,8 @@ def linearity_check(spec: RoundSpec, stats: AggregateStatistics) -> list[Lineari
     withheld components and components with firm-specific background
     (:func:`unchecked_components`) stay in the residual, so with them a residual is expected.
 
+    One entry per gas in spec order, except that the gases the gas-level rule merges are checked
+    together, as one last entry :data:`OTHER_GASES` (their sum against the sum of their predictions).
     Returns an empty list when the weighted means needed were not requested.
     """
     fp = stats.footprint
@@ -655,12 +811,19 @@ def linearity_check(spec: RoundSpec, stats: AggregateStatistics) -> list[Lineari
     unchecked = {u.flow for u in unchecked_components(spec, stats)}
     means = {c.flow: c.weighted_mean for c in stats.components if c.flow not in unchecked}
     out: list[LinearityCheck] = []
+    merged: list[float] = []
     for gas in spec.footprint.gases:
         predicted = math.fsum(
             by_gas.get(gas, 0.0) * means[flow]  # type: ignore[operator]
             for flow, by_gas in spec.background_factors.items()
             if flow in means
         )
+        if gas in fp.merged_gases:
+            merged.append(predicted)
+            continue
         reported = fp.weighted_mean_by_gas[gas]
         out.append(LinearityCheck(gas, reported, predicted, reported - predicted))
+    if fp.merged_gases:
+        reported, predicted = fp.weighted_mean_by_gas[OTHER_GASES], math.fsum(merged)
+        out.append(LinearityCheck(OTHER_GASES, reported, predicted, reported - predicted))
     return out

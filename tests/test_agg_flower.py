@@ -16,11 +16,13 @@ from flwr.app import Context, RecordDict
 from pydantic import SecretStr
 
 from aggregator import members, rounds, translog
-from aggregator.errors import Conflict, RegistrationFailed
+from aggregator.errors import Conflict, RegistrationFailed, UnregistrationFailed
 from aggregator.flower_runner import (
     FlowerRunFailed,
     FlowerSecAggRunner,
     register_supernode,
+    supernode_unregistrar,
+    unregister_supernode,
     write_flwr_config,
 )
 from aggregator.settings import AggregatorSettings
@@ -153,6 +155,64 @@ def test_register_supernode_reports_what_flwr_said_when_it_fails(tmp_path: Path)
     fake = FakeFlwr(stdout='{"success": false, "error-message": "Public key already in use"}', returncode=1)
     with pytest.raises(RegistrationFailed, match="Public key already in use"):
         register_supernode(settings(tmp_path), SUPERNODE_KEY, run=fake)
+
+
+def test_revoking_unregisters_the_supernode_with_flwr_and_says_so(store: Store, tmp_path: Path) -> None:
+    # Prepare: an approved member whose SuperNode the SuperLink registered as node 2**63 + 5
+    (member_id,) = add_members(store, 1)
+    members.approve_member(store, member_id, NOW, lambda _key: "9223372036854775813")
+    fake = FakeFlwr(stdout='{"success": true, "node-id": 9223372036854775813}')
+
+    # Execute
+    revoked = members.revoke_member(store, member_id, NOW, supernode_unregistrar(settings(tmp_path), run=fake))
+
+    # Assert
+    assert (revoked.status, revoked.superlink_unregistered, revoked.unregister_error) == ("revoked", True, None)
+    ((args, env),) = fake.calls
+    assert args[1:] == ["supernode", "unregister", "9223372036854775813", "pcf", "--format", "json"]
+    assert env["FLWR_HOME"] == str(settings(tmp_path).flwr_home_dir)
+
+
+def test_a_failed_unregistration_does_not_block_the_revocation_and_is_reported(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: the SuperLink refuses (here: the node is unknown to it)
+    (member_id,) = add_members(store, 1)
+    members.approve_member(store, member_id, NOW, lambda _key: "7")
+    refusing = FakeFlwr(stdout='{"success": false, "error-message": "Node 7 not found"}', returncode=1)
+
+    # Execute
+    with caplog.at_level("WARNING", logger="aggregator.members"):
+        revoked = members.revoke_member(store, member_id, NOW, supernode_unregistrar(settings(tmp_path), run=refusing))
+
+    # Assert: revoked in the store all the same; the response and the log say the SuperNode is still registered
+    assert (revoked.status, revoked.superlink_unregistered) == ("revoked", False)
+    assert revoked.unregister_error is not None and "did not unregister SuperNode 7: Node 7 not found" in revoked.unregister_error
+    assert "supernode unregister 7 pcf" in revoked.unregister_error  # what to run by hand
+    with store.transaction() as tx:
+        assert tx.get_member(member_id).status == "revoked"
+    assert any("still registered" in r.getMessage() for r in caplog.records)
+    again = members.revoke_member(store, member_id, NOW, supernode_unregistrar(settings(tmp_path), run=FakeFlwr('{"success": true}')))
+    assert again.superlink_unregistered is True  # revoking again retries
+
+
+def test_revoking_a_member_without_node_id_or_superlink_unregisters_nothing(store: Store) -> None:
+    pending, approved = add_members(store, 2)
+    members.approve_member(store, approved, NOW, lambda _key: "8")
+
+    def unregister(node_id: str) -> None:
+        raise AssertionError(f"unregister({node_id}) called")
+
+    assert members.revoke_member(store, pending, NOW, unregister).superlink_unregistered is None  # never registered
+    assert members.revoke_member(store, approved, NOW).superlink_unregistered is None  # no SuperLink configured
+
+
+def test_unregister_supernode_refuses_a_node_id_that_is_not_one_without_running_flwr(tmp_path: Path) -> None:
+    fake = FakeFlwr()
+    for bad in ("-1", "7; rm -rf /", str(2**64)):
+        with pytest.raises(UnregistrationFailed, match="accepted: a decimal unsigned 64-bit"):
+            unregister_supernode(settings(tmp_path), bad, run=fake)
+    assert fake.calls == []
 
 
 def test_flwr_config_keeps_other_connections_and_follows_a_new_address(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +462,49 @@ def test_a_component_one_firm_reports_is_withheld_from_store_log_and_factor_whic
     report = verify_factor(factor_id, base)
     assert report.ok, report
     assert any(u.startswith("withheld components (C2F6)") for u in report.unverified), report.unverified
+
+
+def test_a_gas_one_firm_emits_is_withheld_from_store_log_and_factor_which_still_verifies(
+    servers: Callable[..., AggServer], tmp_path: Path
+) -> None:
+    # Prepare: the round also asks for SF6, which only Smelter A emits (its switchgear)
+    base = servers().url
+    nodes = approved_nodes(base, 4)
+    spec = make_spec("alu-sf6")
+    spec = spec.model_copy(update={"footprint": spec.footprint.model_copy(update={"gases": [*spec.footprint.gases, "SF6"]})})
+    ints = []
+    for i, f in enumerate(example_firms(spec)):
+        ints.append(build_contribution(spec, f.values, f.weight, f.footprint_by_gas | {"SF6": 0.8 if i == 0 else 0.0}).ints)
+    slots = vector_layout(spec)
+    names = [s.name for s in slots]
+    secret = str(ints[0][names.index("wF[SF6]")])
+    scale = next(s.scale for s in slots if s.name == "wF[SF6]")
+    merged_sum = sum(row[names.index(f"wF[{g}]")] for row in ints for g in ("CO2", "SF6"))
+
+    # Execute
+    result = secagg_round(base, spec, tmp_path / "inputs.json", dict(zip((n.fingerprint for n in nodes), ints, strict=True)))
+
+    # Assert: published; SF6 and its complement CO2 are null in the log and the database, their counts stay
+    assert result["state"] == "published", result
+    aggregate = next(e for e in log_entries(base) if e["type"] == "aggregate")["payload"]
+    with sqlite3.connect(tmp_path / "agg" / "aggregator.db") as db:
+        (stored,) = db.execute("SELECT summed FROM aggregate").fetchone()
+    for summed in (aggregate["summed"], json.loads(stored)):
+        by_name = dict(zip(names, summed, strict=True))
+        assert by_name["nF[SF6]"] == "1" and by_name["nF[CO2]"] == "4"
+        assert by_name["wF[SF6]"] is None and by_name["wF[CO2]"] is None and by_name["wF[CH4]"] is not None
+        assert secret not in summed
+    assert {"wF[CO2]", "wF[SF6]"} <= set(aggregate["withheld"])
+    assert aggregate["other_gases"]["gases"] == ["CO2", "SF6"]
+    assert Fraction(aggregate["other_gases"]["sum"]) == merged_sum / scale
+    factor_id = log_entries(base)[-1]["payload"]["factor_id"]
+    factor = httpx.get(f"{base}/api/v1/factors/{factor_id}").json()
+    assert "SF6" not in factor["gases"] and "CO2" not in factor["gases"]
+    assert factor["value"] == pytest.approx(math.fsum(factor["gases"].values()), rel=1e-12)  # the total keeps SF6
+    report = verify_factor(factor_id, base)
+    assert report.ok, report
+    assert "every published number recomputed from the logged aggregate" in report.checks
+    assert any(u.startswith("withheld gases (SF6)") for u in report.unverified), report.unverified
 
 
 # ----------------------------------------------------------------------------------------- delivery

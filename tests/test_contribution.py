@@ -248,3 +248,37 @@ def test_a_value_given_under_an_alias_flow_is_refused_with_the_component_flow(sp
     values = {k: v for k, v in firm.values.items() if k != power} | {alias: 13_350.0}
     with pytest.raises(ContributionError, match=f"alias of component 'AC electricity'.*under its flow {power}"):
         build_contribution(merged, values, firm.weight, firm.footprint_by_gas)
+
+
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [(31.0, 1), (0.0, 0), (0.0004, 0), (0.00049, 0), (0.00051, 1)],  # footprint scale 1e3
+)
+def test_gas_reporter_slot_is_one_exactly_when_the_quantised_footprint_of_the_gas_is_not_zero(
+    spec: RoundSpec, firm: FirmInput, value: float, flag: int
+) -> None:
+    # Prepare
+    gases = dict(firm.footprint_by_gas) | {"N2O": value}
+
+    # Execute
+    c = _build(spec, firm, footprint_by_gas=gases)
+
+    # Assert
+    ints = dict(zip([s.name for s in c.slots], c.ints, strict=True))
+    assert ints["nF[N2O]"] == flag
+    assert (ints["wF[N2O]"] != 0) == bool(flag)  # a footprint that rounds to 0 adds nothing to the sums
+    assert ints["nF[CO2]"] == ints["nF[C2F6]"] == 1
+
+
+def test_gas_reporter_slot_counts_a_negative_footprint_and_not_a_confirmed_zero(spec: RoundSpec, firm: FirmInput) -> None:
+    # Prepare: a round that allows negative footprints (biogenic removals)
+    signed = spec.model_copy(update={"footprint": spec.footprint.model_copy(update={"allow_negative": True})})
+    gases = {g: v for g, v in firm.footprint_by_gas.items() if g != "CF4"} | {"N2O": -2.5}
+
+    # Execute
+    c = build_contribution(signed, firm.values, firm.weight, gases, confirmed_zeros=["CF4"])
+
+    # Assert
+    ints = dict(zip([s.name for s in c.slots], c.ints, strict=True))
+    assert (ints["nF[N2O]"], ints["wF[N2O]"]) == (1, round(-2.5 * firm.weight * 1000))
+    assert (ints["nF[CF4]"], ints["wF[CF4]"]) == (0, 0)

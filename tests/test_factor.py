@@ -30,7 +30,7 @@ from protocols.factor import (
     revision_of,
 )
 from protocols.spec import RoundSpec, example_spec, spec_hash
-from protocols.stats import AggregateStatistics, aggregate_statistics
+from protocols.stats import OTHER_GASES, AggregateStatistics, aggregate_statistics
 
 NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -172,6 +172,29 @@ def test_a_withheld_component_is_left_out_of_the_unit_process_and_named_in_the_c
     assert [(u.flow, u.reason) for u in check.unchecked] == [(c2f6, "withheld")]
     assert check.agree is None and check.note is not None and "C2F6 (withheld)" in check.note
     assert factor.value == pytest.approx(check.from_inventory + check.difference)  # the footprint keeps it
+
+
+def test_a_gas_one_firm_emits_is_published_only_merged_into_other_gases_and_the_total_keeps_it(spec: RoundSpec) -> None:
+    # Prepare: only the first smelter emits C2F6 (its footprint follows its inventory)
+    c2f6 = next(c.flow for c in spec.components if c.name_en == "C2F6")
+    vectors = []
+    for i, f in enumerate(example_firms(spec)):
+        values = f.values | {c2f6: f.values[c2f6] if i == 0 else 0.0}
+        vectors.append(build_contribution(spec, values, f.weight, footprint_from_components(spec, values)).to_ring())
+    stats = aggregate_statistics(spec, ring_sum(vectors), 4)
+
+    # Execute
+    factor = build_factor(spec, stats, now=NOW)
+
+    # Assert: C2F6 merged with CO2 (every smelter emits it; first of the most emitted), never shown alone
+    assert stats.footprint.merged_gases == ("CO2", "C2F6")
+    assert list(factor.gases) == ["CH4", "N2O", "CF4", OTHER_GASES]
+    assert factor.value == stats.footprint.weighted_mean == pytest.approx(math.fsum(factor.gases.values()), rel=1e-12)
+    assert factor.fossil == pytest.approx(factor.value, rel=1e-12) and factor.biogenic == 0.0  # "other gases" is fossil
+    assert [g.gas for g in factor.cross_check.by_gas] == ["CH4", "N2O", "CF4", OTHER_GASES]
+    description = factor.unit_process.description
+    assert "fewer than 3 firms (C2F6)" in description["en"] and f"CO2, C2F6 are shown together as '{OTHER_GASES}'" in description["en"]
+    assert "C2F6" in description["zh"]
 
 
 def test_a_component_with_aliases_is_reported_as_firm_specific_background_not_checkable(spec: RoundSpec) -> None:

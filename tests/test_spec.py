@@ -62,13 +62,14 @@ def test_layout_order_and_size_of_the_example(spec: RoundSpec) -> None:
     assert names.index("wx[Alumina]") == names.index("n[C2F6]") + 1
     assert names.index("x[Alumina]") > names.index("wx[C2F6]")
     assert names[-1] == "hist[30000,50000]"  # last bin closed
-    assert len(names) == 3 + 4 * 6 + 5 + 3 + 17
+    assert names.index("wF[CO2]") == names.index("nF[C2F6]") + 1
+    assert len(names) == 3 + 4 * 6 + 2 * 5 + 3 + 17
 
 
 def test_statistics_subset_leaves_unneeded_slots_out(spec: RoundSpec) -> None:
     small = example_spec(statistics=["weighted_mean", "footprint_weighted_mean"])
     kinds = {s.kind for s in vector_layout(small)}
-    assert kinds == {"count", "w", "w2", "n", "wx", "wF"}
+    assert kinds == {"count", "w", "w2", "n", "wx", "nF", "wF"}
     gsd_only = example_spec(statistics=["gsd"])
     assert {s.kind for s in vector_layout(gsd_only)} == {"count", "w", "w2", "n", "wx", "wx2"}
 
@@ -82,6 +83,23 @@ def test_every_component_has_a_reporter_slot_that_counts_firms_and_is_in_the_ove
     assert proof["n[Alumina]"].max_abs_sum == spec.max_participants  # at most one per firm
     with pytest.raises(SpecError, match="base slot"):
         validate_spec(spec.model_copy(update={"slot_scale_exponents": {"n[Alumina]": 0}}))
+
+
+def test_every_gas_has_a_reporter_slot_with_its_footprint_slots_and_in_the_overflow_proof(spec: RoundSpec) -> None:
+    # Prepare
+    unweighted = example_spec(statistics=["weighted_mean", "footprint_mean", "footprint_quantiles"])
+
+    # Execute
+    reporters = [s for s in vector_layout(spec) if s.kind == "nF"]
+    proof = {s.name: s for s in validate_spec(spec).slots}
+
+    # Assert: one per gas, a 0/1 count per firm; only where per-gas sums are (wF), since only they need it
+    assert [(s.name, s.gas) for s in reporters] == [(f"nF[{g}]", g) for g in spec.footprint.gases]
+    assert all((s.scale, s.bound_int, s.signed, s.unit, s.component) == (Fraction(1), 1, False, "firm", None) for s in reporters)
+    assert proof["nF[CF4]"].max_abs_sum == spec.max_participants
+    assert not {"nF", "wF"} & {s.kind for s in vector_layout(unweighted)}
+    with pytest.raises(SpecError, match="base slot"):
+        validate_spec(spec.model_copy(update={"slot_scale_exponents": {"nF[CO2]": 0}}))
 
 
 # ------------------------------------------------------------------------------------------ aliases

@@ -28,14 +28,19 @@ from protocols.spec import (
     example_spec,
 )
 from protocols.stats import (
+    OTHER_GASES,
     AggregateStatistics,
     aggregate_statistics,
     check_disclosure,
+    gas_reporter_counts,
     histogram_quantile,
     linearity_check,
     lognormal_gsd,
+    merged_gases,
+    other_gases_sum,
     reporter_counts,
     unchecked_components,
+    withheld_gases,
     withheld_slots,
 )
 
@@ -388,6 +393,125 @@ def test_cross_check_leaves_withheld_and_firm_specific_components_out_and_says_w
     fossil = {c.gas: c for c in linearity_check(merged, stats)}["fossil"]
     assert fossil.predicted == pytest.approx(10 * 25 / 8)
     assert fossil.residual == pytest.approx(2.0 * 25 / 8)
+
+
+# ------------------------------------------------------------------------------- gas-level disclosure
+
+
+def _gas_spec(gases: tuple[str, ...] = ("CO2", "CH4", "SF6")) -> RoundSpec:
+    """The hand spec with footprint gases CO2, CH4, SF6 (background: 10 kg CO2 per kg of input)."""
+    footprint = _hand_spec().footprint.model_copy(update={"gases": list(gases)})
+    return _hand_spec(footprint=footprint, background_factors={FLOW: {"CO2": 10.0}})
+
+
+def _gas_sum(spec: RoundSpec, ch4: list[float], sf6: list[float], co2: list[float] | None = None) -> list[int]:
+    """The four hand firms: CO2 by the background (10 per kg of input) unless given, these CH4 and SF6."""
+    co2 = co2 if co2 is not None else [10.0 * x for x in HAND_X]
+    return _sum(spec, [
+        build_contribution(spec, {FLOW: x}, w, {"CO2": c, "CH4": m, "SF6": f})
+        for w, x, c, m, f in zip(HAND_W, HAND_X, co2, ch4, sf6, strict=True)
+    ])  # fmt: skip
+
+
+def test_a_gas_one_firm_emits_is_merged_with_the_most_emitted_gas_into_other_gases() -> None:
+    # Prepare: every firm emits CO2, three emit CH4, only the third (weight 2) emits SF6
+    spec = _gas_spec()
+    summed = _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 0.0], sf6=[0.0, 0.0, 5.0, 0.0])
+
+    # Execute
+    stats = aggregate_statistics(spec, summed, 4)
+
+    # Assert: SF6 is withheld, CO2 (4 emitters, the most) masks it; the total keeps every gas
+    assert gas_reporter_counts(spec, summed) == {"CO2": 4, "CH4": 3, "SF6": 1}
+    assert withheld_gases(spec, summed) == ["SF6"]
+    assert merged_gases(spec, summed) == ["CO2", "SF6"]
+    assert withheld_slots(spec, summed) == ["wF[CO2]", "wF[SF6]"]
+    assert other_gases_sum(spec, summed) == 1 * 10 + 1 * 20 + 2 * 30 + 4 * 40 + 2 * 5  # Σ w·(F_CO2 + F_SF6)
+    fp = stats.footprint
+    assert stats.disclosure.publish
+    assert fp.weighted_mean_by_gas == {"CH4": 0.5, OTHER_GASES: 32.5}  # (1+1+2)/8 and 260/8
+    assert fp.weighted_mean == 33.0
+    assert (fp.gas_reporters, fp.withheld_gases, fp.merged_gases) == ({"CO2": 4, "CH4": 3, "SF6": 1}, ("SF6",), ("CO2", "SF6"))
+    public = stats.to_public_dict()["footprint"]
+    assert "SF6" not in public["weighted_mean_by_gas"] and public["gas_reporters"]["SF6"] == 1
+
+
+@pytest.mark.parametrize(("sf6", "withheld"), [([0, 0, 0, 0], False), ([0, 1, 2, 0], True), ([1, 1, 2, 0], False)])
+def test_gases_are_withheld_exactly_when_emitters_are_between_zero_and_min_participants(
+    sf6: list[float], withheld: bool
+) -> None:
+    spec = _gas_spec()  # min_participants 3
+    summed = _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 1.0], sf6=sf6)
+    stats = aggregate_statistics(spec, summed, 4)
+    assert gas_reporter_counts(spec, summed)["SF6"] == sum(1 for f in sf6 if f)
+    assert (stats.footprint.withheld_gases == ("SF6",)) is withheld
+    assert stats.footprint.weighted_mean_by_gas is not None
+    assert ("SF6" in stats.footprint.weighted_mean_by_gas) is not withheld
+    assert (OTHER_GASES in stats.footprint.weighted_mean_by_gas) is withheld
+    assert bool(withheld_slots(spec, summed)) is withheld
+
+
+def test_the_complementary_gas_is_the_first_in_spec_order_among_equally_reported_ones() -> None:
+    spec = _gas_spec(("CH4", "CO2", "SF6"))
+    summed = _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 1.0], sf6=[0.0, 0.0, 5.0, 0.0])
+    assert merged_gases(spec, summed) == ["CH4", "SF6"]
+
+
+def test_without_a_gas_enough_firms_emit_the_merged_sum_is_the_whole_footprint() -> None:
+    # Prepare: two firms emit CO2, one SF6, nobody CH4; nothing can mask SF6 but the total itself
+    spec = _gas_spec()
+    summed = _gas_sum(spec, ch4=[0.0] * 4, sf6=[0.0, 0.0, 5.0, 0.0], co2=[10.0, 20.0, 0.0, 0.0])
+
+    # Execute
+    stats = aggregate_statistics(spec, summed, 4)
+
+    # Assert
+    assert merged_gases(spec, summed) == ["CO2", "SF6"] and withheld_gases(spec, summed) == ["CO2", "SF6"]
+    assert stats.footprint.weighted_mean_by_gas == {"CH4": 0.0, OTHER_GASES: stats.footprint.weighted_mean}
+
+
+def test_merged_gas_slots_may_be_null_when_their_merged_sum_is_given_and_give_the_same_statistics() -> None:
+    # Prepare: the vector as the public log shows it
+    spec = _gas_spec()
+    summed = _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 0.0], sf6=[0.0, 0.0, 5.0, 0.0])
+    names = [s.name for s in vector_layout(spec)]
+    nulled: list[int | None] = [None if n in withheld_slots(spec, summed) else v for n, v in zip(names, summed, strict=True)]
+    other = other_gases_sum(spec, summed)
+
+    # Execute / Assert
+    assert aggregate_statistics(spec, nulled, 4, other_gases=other) == aggregate_statistics(spec, summed, 4)
+    with pytest.raises(AggregationError, match="merged sum was not given"):
+        aggregate_statistics(spec, nulled, 4)
+    with pytest.raises(AggregationError, match="wF slots sum to 260"):
+        aggregate_statistics(spec, summed, 4, other_gases=Fraction(261))
+    published = _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 0.0], sf6=[1.0, 1.0, 5.0, 0.0])
+    with pytest.raises(AggregationError, match="no gas is withheld"):
+        aggregate_statistics(spec, published, 4, other_gases=Fraction(10))
+    published[names.index("wF[SF6]")] = None  # type: ignore[call-overload]
+    with pytest.raises(AggregationError, match=r"slot 'wF\[SF6\]' is missing"):
+        aggregate_statistics(spec, published, 4)
+    no_count = list(nulled)
+    no_count[names.index("nF[SF6]")] = None
+    with pytest.raises(AggregationError, match="reporter counts are never withheld"):
+        aggregate_statistics(spec, no_count, 4, other_gases=other)
+
+
+def test_footprint_of_a_gas_nobody_emits_must_be_zero() -> None:
+    spec = _gas_spec()
+    summed = _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 1.0], sf6=[0.0] * 4)
+    summed[[s.name for s in vector_layout(spec)].index("wF[SF6]")] = 5
+    with pytest.raises(AggregationError, match=r"no firm emits it \(nF\[SF6\] = 0\)"):
+        aggregate_statistics(spec, summed, 4)
+
+
+def test_cross_check_checks_the_merged_gases_together_as_other_gases() -> None:
+    spec = _gas_spec()
+    stats = aggregate_statistics(spec, _gas_sum(spec, ch4=[1.0, 1.0, 1.0, 0.0], sf6=[0.0, 0.0, 5.0, 0.0]), 4)
+    checks = {c.gas: c for c in linearity_check(spec, stats)}
+    assert list(checks) == ["CH4", OTHER_GASES]
+    other = checks[OTHER_GASES]
+    assert other.predicted == pytest.approx(10 * 25 / 8)  # CO2 from the inventory; SF6 has no background
+    assert other.residual == pytest.approx(2 * 5 / 8)  # the SF6 part, which the sum alone does not tell apart
 
 
 # ---------------------------------------------------------------------------------------- helpers
