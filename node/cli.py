@@ -458,7 +458,8 @@ def enroll_cmd(
     from node.client import AggregatorClient, NodeClientError
     from protocols.errors import ProtocolError
 
-    init_cmd(as_json=False) if not (node_home() / "identity.pem").exists() else None
+    if not (node_home() / "identity.pem").exists():
+        init_cmd(as_json=False)
     store = open_store(db)
     try:
         supernode_pub = (node_home() / "supernode" / "supernode.pub").read_text().strip()

@@ -145,8 +145,11 @@ def run_demo(
 
     console = console or Console(stderr=True)
     progress = _Progress(console, quiet)
+    try:
+        industry_of(industry)
+    except KeyError as exc:
+        raise DemoError("arguments", str(exc.args[0])) from None
     firms = firm_files(industry)
-    industry_of(industry)
     if not 3 <= nodes <= len(firms):
         raise DemoError("arguments", f"--nodes {nodes}: the {industry} sample has {len(firms)} firms; "
                                      f"accepted: 3..{len(firms)} (3 is the minimum a round publishes with)")

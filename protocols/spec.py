@@ -38,7 +38,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -115,17 +115,7 @@ Statistic = Literal[
     "footprint_quantiles",
 ]
 #: Every statistic, in the order they are reported. The concentration screen is always computed.
-ALL_STATISTICS: tuple[Statistic, ...] = (
-    "weighted_mean",
-    "mean",
-    "weighted_sd",
-    "gsd",
-    "footprint_weighted_mean",
-    "footprint_mean",
-    "footprint_sd",
-    "footprint_weighted_sd",
-    "footprint_quantiles",
-)
+ALL_STATISTICS: tuple[Statistic, ...] = get_args(Statistic)
 
 KIND_COUNT = "count"  # 1 per firm
 KIND_N = "n"  # 1 per firm whose value of the component is not zero (reporter count)
