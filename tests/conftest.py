@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = REPO / "tests" / "data"
 TIANGONG = SHARED_DATA / "tiangong_sample" / "ILCD"
 TIANGONG_ZIP = SHARED_DATA / "tiangong_sample" / "tiangong_sample_ilcd.zip"
 USLCI = SHARED_DATA / "uslci_jsonld_v1_sample"

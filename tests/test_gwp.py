@@ -18,7 +18,7 @@ from lca.gwp import (
 from lca.io.ilcd import read_ilcd
 from lca.model import Bundle, CharacterisationFactor, Flow, LCIAMethod
 
-TIANGONG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiangong_sample" / "ILCD"
+TIANGONG = Path(__file__).resolve().parent / "data" / "tiangong_sample" / "ILCD"
 
 AIR = ["Emissions", "Emissions to air", "Emissions to air, unspecified"]
 WATER = ["Emissions", "Emissions to water", "Emissions to water, unspecified"]

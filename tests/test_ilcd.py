@@ -40,7 +40,7 @@ from lca.model import (
     UnitGroup,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parent / "data"
 TIANGONG = SHARED_DATA / "tiangong_sample" / "ILCD"
 TIANGONG_ZIP = SHARED_DATA / "tiangong_sample" / "tiangong_sample_ilcd.zip"
 

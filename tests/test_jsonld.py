@@ -39,7 +39,7 @@ from lca.model import (
     UnitGroup,
 )
 
-USLCI = Path(__file__).resolve().parents[2] / "shared" / "data" / "uslci_jsonld_v1_sample"
+USLCI = Path(__file__).resolve().parent / "data" / "uslci_jsonld_v1_sample"
 BROKEN_PROCESS = "008a4c75-ff57-309e-b052-c9368f46d53e"
 
 _OLCA_TYPES = [
@@ -71,7 +71,7 @@ def _raw_processes() -> dict[str, dict]:
 
 
 def _copy_sample(dst: Path) -> Path:
-    """A writable copy of the USLCI sample (the shared data is read-only)."""
+    """A writable copy of the USLCI sample (the repository copy must stay untouched)."""
     for src in USLCI.rglob("*.json"):
         target = dst / src.relative_to(USLCI)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from protocols.secagg import (
 from protocols.spec import RoundSpec, vector_layout
 from protocols.stats import AggregateStatistics, aggregate_statistics
 
-TIANGONG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiangong_sample" / "ILCD"
+TIANGONG = Path(__file__).resolve().parent / "data" / "tiangong_sample" / "ILCD"
 METHANOL = "23c16cbf"
 # (amount multiplier per exchange index, annual production in kg: the unit of the reference exchange)
 FIRMS = [(None, 120e6), ((1.04, 0.9, 1.1, 0.97, 1.0, 1.2), 80e6),

@@ -35,7 +35,7 @@ from lca.solver import (
     resolve_method,
 )
 
-TIANGONG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiangong_sample" / "ILCD"
+TIANGONG = Path(__file__).resolve().parent / "data" / "tiangong_sample" / "ILCD"
 
 with warnings.catch_warnings():
     # bw2calc warns at import time that pypardiso is not installed.

@@ -9,7 +9,7 @@ import pytest
 from lca.model import Bundle, Flow
 from lca.synonyms import SynonymIndex, name_head, normalise
 
-TIANGONG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiangong_sample" / "ILCD"
+TIANGONG = Path(__file__).resolve().parent / "data" / "tiangong_sample" / "ILCD"
 CO2_FOSSIL = "08a91e70-3ddc-11dd-923d-0050c2490048"
 CH4_FOSSIL = "fe0acd60-3ddc-11dd-a8e6-0050c2490048"
 
