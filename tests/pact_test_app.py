@@ -1,7 +1,8 @@
 """A test app: the seed API and PACT routers over an in-memory repository of factors built from real round statistics.
 
-Run by the API tests as ``python -m uvicorn pact_test_app:app --app-dir tests --port N``;
-:func:`serve` starts it on a free loopback port and stops it by its process id.
+The API tests call it in process (:func:`in_process`, the ASGI app behind an httpx client, no
+socket); the tests that prove deployment run it as ``python -m uvicorn pact_test_app:app --app-dir
+tests --port N``: :func:`serve` starts it on a free loopback port and stops it by its process id.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from protocols.spec import (
 )
 from protocols.stats import AggregateStatistics, aggregate_statistics
 
+IN_PROCESS_BASE = "http://testserver"
 CLIENT_ID = "national-db"
 CLIENT_SECRET = "test-secret-0123456789abcdef"
 SETTINGS = SimpleNamespace(
@@ -129,6 +131,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def in_process(base_url: str = IN_PROCESS_BASE) -> Iterator[Any]:
+    """This app in the test process, behind ``httpx.ASGITransport`` (no socket, no server process)."""
+    from asgi_client import in_process_client
+
+    with in_process_client(app, base_url) as client:
+        yield client
 
 
 @contextmanager

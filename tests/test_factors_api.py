@@ -1,4 +1,4 @@
-"""Tests of the seed factor API against a real uvicorn server on loopback."""
+"""Tests of the seed factor API, in process (the deployed server is proven by the aggregator HTTP tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pact_test_app import FACTORS, serve
+from pact_test_app import FACTORS, in_process
 
 from lca.io.ilcd import read_ilcd
 from lca.io.jsonld import read_jsonld
@@ -19,7 +19,7 @@ AL_CN_V1, AL_CN_V2, AL_YN, AL_GD, CLINKER = FACTORS
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[httpx.Client]:
-    with serve() as base, httpx.Client(base_url=base, timeout=10.0) as client:
+    with in_process() as client:
         yield client
 
 

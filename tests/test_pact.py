@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from pact_test_app import CLIENT_ID, CLIENT_SECRET, FACTORS, serve
+from pact_test_app import CLIENT_ID, CLIENT_SECRET, FACTORS, IN_PROCESS_BASE, in_process
 from pydantic import ValidationError
 
 from aggregator.pact import (
@@ -176,14 +176,13 @@ def test_request_is_answered_with_the_matching_footprints_or_rejected() -> None:
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve() as base:
-        yield base
+def base_url() -> str:
+    return IN_PROCESS_BASE
 
 
 @pytest.fixture(scope="module")
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=10.0) as c:
+def client() -> Iterator[httpx.Client]:
+    with in_process() as c:
         yield c
 
 
@@ -298,7 +297,7 @@ def test_pagination_link_is_absolute_followable_and_keeps_the_filters(
     url: str | None = f"{base_url}/3/footprints?geography=CN&limit=2"
     pages = 0
     while url is not None:
-        response = httpx.get(url, headers=auth, timeout=10.0)
+        response = client.get(url, headers=auth)
         assert response.status_code == 200
         page = response.json()["data"]
         assert len(page) <= 2
