@@ -1,11 +1,12 @@
 """Validation of imported datasets: the rules every import runs before anything is written.
 
-Rules (``Diagnostic.rule``), errors unless marked as warnings:
+Rules (:class:`lca.io.diagnostics.Rule`), errors unless marked as warnings:
 
 * ``unknown-unit``: an exchange unit is not in the unit group of its flow property, or a flow
   property / unit group is missing, so the amount cannot be converted.
 * ``missing-flow``: an exchange names a flow that is neither in the import nor in the store.
-* ``non-finite-amount``: NaN or infinite amounts.
+* ``non-finite-number``: NaN or infinite amounts (the readers refuse them already; this catches
+  bundles built in code).
 * ``negative-amount``: a negative amount where it is not allowed (the reference exchange always;
   any exchange in enterprise templates, where direction carries the sign). In ILCD / JSON-LD
   data negative amounts of other exchanges are legal (avoided products) and only warned about.
@@ -23,8 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from lca.errors import Diagnostic, UnitError
-from lca.io.template import SourceMap
+from lca.errors import UnitError
+from lca.io.diagnostics import Diagnostic, Rule, SourceMap
 from lca.model import Bundle, Process
 from lca.refdata import MASS
 from lca.units import convert, unit_factor
@@ -139,13 +140,13 @@ def _check_process(process: Process, view: Bundle, sources: SourceMap, allow_neg
     if ref is None:
         file, loc = _where(sources, process, None)
         named = ", ".join(process.reference_exchanges) or "none"
-        yield Diagnostic(severity="error", rule="missing-reference-flow", file=file, location=loc,
+        yield Diagnostic(severity="error", rule=Rule.MISSING_REFERENCE_FLOW, file=file, location=loc,
                          field="reference", value=named,
                          message=f"process {pname!r} has no reference flow (referenced exchange ids: {named}); "
                                  "mark exactly one product output as the reference")
     elif ref.amount == 0 or not math.isfinite(ref.amount):
         file, loc = _where(sources, process, ref.internal_id)
-        yield Diagnostic(severity="error", rule="missing-reference-flow", file=file, location=loc,
+        yield Diagnostic(severity="error", rule=Rule.MISSING_REFERENCE_FLOW, file=file, location=loc,
                          field="amount", value=repr(ref.amount),
                          message=f"the reference flow of process {pname!r} has amount {ref.amount}; "
                                  "accepted: a finite amount other than zero")
@@ -154,23 +155,23 @@ def _check_process(process: Process, view: Bundle, sources: SourceMap, allow_neg
     for ex in process.exchanges:
         file, loc = _where(sources, process, ex.internal_id)
         if not math.isfinite(ex.amount):
-            yield Diagnostic(severity="error", rule="non-finite-amount", file=file, location=loc, field="amount",
+            yield Diagnostic(severity="error", rule=Rule.NON_FINITE_NUMBER, file=file, location=loc, field="amount",
                              value=repr(ex.amount), message="amounts must be finite numbers")
             continue
         is_ref = ref is not None and ex.internal_id == ref.internal_id
         if ex.amount < 0:
             if is_ref or not allow_negative:
-                yield Diagnostic(severity="error", rule="negative-amount", file=file, location=loc, field="amount",
+                yield Diagnostic(severity="error", rule=Rule.NEGATIVE_AMOUNT, file=file, location=loc, field="amount",
                                  value=repr(ex.amount),
                                  message=("the reference flow amount must be positive" if is_ref else
                                           "amounts must be >= 0 here; the direction column gives input or output"))
             else:
-                yield Diagnostic(severity="warning", rule="negative-amount", file=file, location=loc,
+                yield Diagnostic(severity="warning", rule=Rule.NEGATIVE_AMOUNT, file=file, location=loc,
                                  field="amount", value=repr(ex.amount),
                                  message="negative amount (read as an avoided product / credit)")
         flow = view.flows.get(ex.flow)
         if flow is None:
-            yield Diagnostic(severity="error", rule="missing-flow", file=file, location=loc, field="flow",
+            yield Diagnostic(severity="error", rule=Rule.MISSING_FLOW, file=file, location=loc, field="flow",
                              value=ex.flow,
                              message="the exchange references a flow that is neither in this import nor in the "
                                      "store; import the flow first or define it by name, type and unit")
@@ -178,7 +179,7 @@ def _check_process(process: Process, view: Bundle, sources: SourceMap, allow_neg
         try:
             convert(view, flow, ex.amount, ex.unit, ex.flow_property)
         except UnitError as exc:
-            yield Diagnostic(severity="error", rule="unknown-unit", file=file, location=loc, field="unit",
+            yield Diagnostic(severity="error", rule=Rule.UNKNOWN_UNIT, file=file, location=loc, field="unit",
                              value=ex.unit, message=f"cannot convert the amount of flow {flow.display_name()!r}: "
                                                     f"{exc}")
             continue
@@ -196,7 +197,7 @@ def _check_process(process: Process, view: Bundle, sources: SourceMap, allow_neg
         imbalance = inputs_kg - outputs_kg
         if biggest > 0 and abs(imbalance) / biggest > MASS_BALANCE_TOLERANCE:
             file, loc = _where(sources, process, None)
-            yield Diagnostic(severity="warning", rule="mass-balance", file=file, location=loc, field="exchanges",
+            yield Diagnostic(severity="warning", rule=Rule.MASS_BALANCE, file=file, location=loc, field="exchanges",
                              value=f"{imbalance:.6g} kg",
                              message=f"process {pname!r}: mass inputs {inputs_kg:.6g} kg, outputs {outputs_kg:.6g} "
                                      f"kg, imbalance {imbalance:+.6g} kg ({abs(imbalance) / biggest:.1%} of the "
@@ -217,7 +218,7 @@ def _check_anomaly(process: Process, prior: Process, view: Bundle, store_view: B
         fname = flow.display_name() if flow else key[0]
         file, loc = _where(sources, process, ids.get(key))
         change = "new" if a == 0 else ("removed" if b == 0 else f"{(b - a) / abs(a):+.1%}")
-        yield Diagnostic(severity="warning", rule="anomaly", file=file, location=loc, field="amount",
+        yield Diagnostic(severity="warning", rule=Rule.ANOMALY, file=file, location=loc, field="amount",
                          value=f"{b:.6g}",
                          message=f"{key[1]} {fname!r} per reference unit moved from {a:.6g} (version "
                                  f"{prior.version}) to {b:.6g} ({change}); threshold {ANOMALY_THRESHOLD:.0%}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from lca.errors import Diagnostic, ImportFailed, NotFound
-from lca.io.template import SourceMap, read_template
+from lca.errors import ImportFailed, NotFound
+from lca.io.diagnostics import Diagnostic, Rule, SourceMap
+from lca.io.readers import read_any
 from lca.model import Bundle, Process, dataset_kind
 from lca.refdata import reference_bundle
 from lca.validate import validate_bundle
@@ -17,16 +17,12 @@ from node.store import NodeStore
 __all__ = [
     "ExchangeChange",
     "ImportReport",
-    "detect_format",
     "diff_versions",
     "ensure_reference_data",
     "export_bundle",
     "import_paths",
     "store_view",
 ]
-
-Format = Literal["template", "ilcd", "jsonld"]
-
 
 @dataclass
 class ImportReport:
@@ -69,54 +65,6 @@ class ImportReport:
         }
 
 
-def detect_format(path: Path) -> Format:
-    """Which importer reads ``path``: a template file, an ILCD zip/folder or a JSON-LD zip/folder."""
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".xlsx"):
-        return "template"
-    if path.is_dir():
-        if any(path.rglob("*.xml")):
-            return "ilcd"
-        if any(path.rglob("*.json")):
-            return "jsonld"
-    elif suffix == ".zip" and path.exists():
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-        if any(n.lower().endswith(".xml") for n in names):
-            return "ilcd"
-        if any(n.lower().endswith(".json") for n in names):
-            return "jsonld"
-    raise ImportFailed([Diagnostic(
-        severity="error", rule="format", file=str(path), value=path.suffix,
-        message="cannot tell the format; accepted: template .csv/.xlsx, ILCD zip or folder of XML, "
-                "openLCA JSON-LD zip or folder of JSON")])
-
-
-def _read(path: Path, fmt: Format, known: Bundle) -> tuple[Bundle, list[Diagnostic], SourceMap]:
-    if fmt == "template":
-        result = read_template(path, known)
-        return result.bundle, result.diagnostics, result.sources
-    sources = SourceMap()
-    if fmt == "ilcd":
-        from lca.io.ilcd import read_ilcd
-
-        bundle, diags = read_ilcd(path)
-    else:
-        from lca.io.jsonld import read_jsonld
-
-        bundle, diags = read_jsonld(path)
-    folders = ({"process": "processes", "flow": "flows", "flow_property": "flowproperties",
-                "unit_group": "unitgroups", "lcia_method": "lciamethods", "source": "sources",
-                "contact": "contacts", "model": "lifecyclemodels"} if fmt == "ilcd" else
-               {"process": "processes", "flow": "flows", "flow_property": "flow_properties",
-                "unit_group": "unit_groups", "lcia_method": "lcia_categories", "source": "sources",
-                "contact": "actors", "model": "product_systems"})
-    suffix = "xml" if fmt == "ilcd" else "json"
-    for ds in bundle.all():
-        sources.datasets[ds.uuid] = (f"{path.name}:{folders[dataset_kind(ds)]}/{ds.uuid}.{suffix}", "/")
-    return bundle, diags, sources
-
-
 def ensure_reference_data(store: NodeStore) -> None:
     """Store the reference unit groups, flow properties and greenhouse-gas flows once."""
     ref = reference_bundle()
@@ -146,20 +94,17 @@ def import_paths(store: NodeStore, paths: list[Path], dry_run: bool = False) -> 
     formats: list[str] = []
     template_only = True
     for path in paths:
-        if not path.exists():
-            raise ImportFailed([Diagnostic(severity="error", rule="format", file=str(path),
-                                           message="no such file or folder")])
-        fmt = detect_format(path)
-        formats.append(fmt)
-        template_only = template_only and fmt == "template"
-        bundle, found, where = _read(path, fmt, known)
-        diags.extend(found)
+        result = read_any(path, known)
+        formats.append(result.format)
+        template_only = template_only and result.format == "template"
+        bundle, where = result.bundle, result.sources
+        diags.extend(result.diagnostics)
         for ds in bundle.all():
             other = incoming.collection(dataset_kind(ds)).get(ds.uuid)
             if other is not None and other.content_hash() != ds.content_hash():
                 first = sources.datasets.get(ds.uuid, ("?", "?"))
                 diags.append(Diagnostic(
-                    severity="error", rule="duplicate-uuid", file=path.name, location=where.datasets.get(
+                    severity="error", rule=Rule.DUPLICATE_UUID, file=path.name, location=where.datasets.get(
                         ds.uuid, (path.name, ds.uuid))[1], field="uuid", value=ds.uuid,
                     message=f"UUID already read from {first[0]} ({first[1]}) with different content; "
                             "a UUID must name one dataset"))

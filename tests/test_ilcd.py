@@ -235,6 +235,38 @@ def test_non_numeric_mean_amount_is_an_error_naming_file_xpath_field_and_value(t
     assert "5.04e-05 kg" in str(raised.value)
 
 
+@pytest.mark.parametrize("text", ["NaN", "INF", "-INF", "inf", "Infinity"])
+def test_nan_or_infinite_mean_amount_is_refused_naming_file_xpath_field_and_value(tmp_path: Path, text: str) -> None:
+    folder = _copy(tmp_path)
+    target = folder / "processes" / f"{AVIATION_FUEL}.xml"
+    _edit(target, lambda r: setattr(r.findall(f".//{P}meanAmount")[1], "text", text))
+
+    bundle, diags = read_ilcd(folder)
+
+    [err] = [d for d in diags if d.severity == "error"]
+    assert (err.rule, err.file, err.location, err.field, err.value) == (
+        "non-finite-number", str(target), "/processDataSet/exchanges/exchange[2]/meanAmount", "meanAmount", text)
+    assert "finite" in err.message
+    assert [e.internal_id for e in bundle.processes[AVIATION_FUEL].exchanges][:2] == ["0", "2"]
+    with pytest.raises(ImportFailed):
+        read_ilcd(folder, strict=True)
+
+
+def test_written_nan_reads_back_as_an_error_not_a_number(tmp_path: Path) -> None:
+    bundle, _ = read_ilcd(TIANGONG)
+    process = bundle.processes[AVIATION_FUEL]
+    process.exchanges[1].amount = float("nan")
+    out = tmp_path / "nan.zip"
+    write_ilcd(bundle, out)
+
+    again, diags = read_ilcd(out)
+
+    [err] = [d for d in diags if d.severity == "error"]
+    assert (err.rule, err.field, err.value) == ("non-finite-number", "meanAmount", "NaN")
+    assert err.file == f"{out}!ILCD/processes/{AVIATION_FUEL}.xml"
+    assert len(again.processes[AVIATION_FUEL].exchanges) == len(process.exchanges) - 1
+
+
 def test_missing_flow_file_is_an_error_at_each_exchange_that_names_it(tmp_path: Path) -> None:
     folder = _copy(tmp_path)
     (folder / "flows" / f"{DIESEL}.xml").unlink()
@@ -259,7 +291,7 @@ def test_unparsable_file_and_missing_uuid_are_errors_naming_the_file(tmp_path: P
     bundle, diags = read_ilcd(folder)
 
     errors = {d.file: d for d in diags if d.severity == "error"}
-    assert errors[str(broken)].rule == "unparsable-xml"
+    assert errors[str(broken)].rule == "unparsable-file"
     assert errors[str(broken)].location.startswith("line ")
     assert errors[str(no_uuid)].rule == "missing-uuid"
     assert errors[str(no_uuid)].location == "/contactDataSet/contactInformation/dataSetInformation"

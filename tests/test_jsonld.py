@@ -106,7 +106,7 @@ def test_uslci_v1_sample_reads_every_dataset_without_errors_and_says_v1(uslci):
     assert _errors(diags) == []
     assert [d.rule for d in diags if d.rule == "jsonld-v1-layout"] == ["jsonld-v1-layout"]
     # the sample leaves out the sources and actors its processes name: said, not fatal
-    missing = [d for d in diags if d.rule == "missing-reference"]
+    missing = [d for d in diags if d.rule == "unresolved-reference"]
     assert missing and all(d.severity == "info" for d in missing)
 
 
@@ -691,7 +691,8 @@ def _broken_copy(tmp_path: Path, amount: object) -> Path:
 
 @pytest.mark.parametrize(
     ("amount", "rule"),
-    [("abc", "not-a-number"), (math.nan, "not-finite"), (math.inf, "not-finite"), (True, "not-a-number")],
+    [("abc", "unparsable-number"), (math.nan, "non-finite-number"), (math.inf, "non-finite-number"),
+     (True, "unparsable-number")],
 )
 def test_broken_amount_is_an_error_naming_file_json_path_field_and_value(tmp_path, amount, rule):
     path = _broken_copy(tmp_path, amount)
@@ -734,7 +735,7 @@ def test_missing_unit_group_is_an_error_naming_the_flow_property(tmp_path):
 
     bundle, diags = read_jsonld(folder)
 
-    found = [d for d in _errors(diags) if d.rule == "missing-reference"]
+    found = [d for d in _errors(diags) if d.rule == "unresolved-reference"]
     assert [(d.file, d.location, d.field, d.value) for d in found] == [
         (
             "flow_properties/93a60a56-a3c8-11da-a746-0800200b9a66.json",
@@ -754,11 +755,11 @@ def test_unreadable_json_and_missing_path_are_reported_not_raised(tmp_path):
     bundle, diags = read_jsonld(folder)
     _, gone = read_jsonld(tmp_path / "nowhere.zip")
 
-    assert [d.file for d in _errors(diags) if d.rule == "invalid-json"] == [
+    assert [d.file for d in _errors(diags) if d.rule == "unparsable-file"] == [
         "flows/057a281a-908b-3adf-8f51-ed79fe5c5a9b.json"
     ]
     assert len(bundle.flows) == 93
-    assert [d.rule for d in gone] == ["not-found"]
+    assert [d.rule for d in gone] == ["missing-file"]
 
 
 def test_writing_over_an_existing_zip_replaces_it(uslci, tmp_path):
@@ -770,6 +771,26 @@ def test_writing_over_an_existing_zip_replaces_it(uslci, tmp_path):
     again, diags = read_jsonld(out)
 
     assert again == bundle
-    assert not [d for d in diags if d.rule == "duplicate-id"]
+    assert not [d for d in diags if d.rule == "duplicate-uuid"]
     with zipfile.ZipFile(out) as z:
         assert len(z.namelist()) == len(set(z.namelist()))
+
+
+@pytest.mark.parametrize("factor", ["Infinity", "NaN", -math.inf, math.nan])
+def test_nan_or_infinite_conversion_factor_is_refused_naming_file_json_path_field_and_value(tmp_path, factor):
+    folder = _copy_sample(tmp_path / "copy")
+    energy = "93a60a57-a3c8-11da-a746-0800200c9a66"
+    target = folder / "unit_groups" / f"{energy}.json"
+    raw = json.loads(target.read_text())
+    unit = raw["units"][1]["name"]
+    raw["units"][1]["conversionFactor"] = factor
+    target.write_text(json.dumps(raw))  # a float NaN / -Infinity is written as the bare JSON literal
+
+    bundle, diags = read_jsonld(folder)
+
+    [d] = _errors(diags)
+    assert (d.rule, d.file, d.location, d.field) == (
+        "non-finite-number", f"unit_groups/{energy}.json", "units[1].conversionFactor", "conversionFactor")
+    assert d.value == (factor if isinstance(factor, str) else json.dumps(factor))
+    assert not [w for w in diags if w.rule == "number-as-string" and w.location == d.location]
+    assert unit not in [u.name for u in bundle.unit_groups[energy].units]

@@ -97,8 +97,8 @@ def test_missing_flow_reference_is_refused(tmp_path: Path, db: str) -> None:
     assert e["location"] == "row 29"
 
 
-@pytest.mark.parametrize("amount,rule", [("-0.42", "negative-amount"), ("nan", "non-finite-amount"),
-                                         ("inf", "non-finite-amount")])
+@pytest.mark.parametrize("amount,rule", [("-0.42", "negative-amount"), ("nan", "non-finite-number"),
+                                         ("inf", "non-finite-number")])
 def test_negative_or_non_finite_amounts_are_refused(tmp_path: Path, db: str, amount: str, rule: str) -> None:
     bad = edit(tmp_path, {",0.42,t,": f",{amount},t,"})
     code, out = pcf("node", "import", str(bad), "--db", db, "--json")

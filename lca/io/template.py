@@ -19,10 +19,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from lca.errors import Diagnostic
+from lca.io.diagnostics import Diagnostic, Reporter, Rule, SourceMap
 from lca.model import (
     DEFAULT_VERSION,
     Bundle,
@@ -90,18 +90,6 @@ _COMPARTMENTS = {
     "soil": ["Emissions", "Emissions to soil", "Emissions to soil, unspecified"],
     "resource": ["Resources", "Resources from ground"],
 }
-
-
-@dataclass
-class SourceMap:
-    """Where each dataset and exchange came from, for messages that point back to the input."""
-
-    datasets: dict[str, tuple[str, str]] = field(default_factory=dict)
-    exchanges: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-
-    def merge(self, other: SourceMap) -> None:
-        self.datasets.update(other.datasets)
-        self.exchanges.update(other.exchanges)
 
 
 @dataclass
@@ -184,11 +172,10 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
     sources = SourceMap()
     bundle = Bundle()
 
-    def err(row: int, fld: str, value: object, message: str, rule: str = "template") -> None:
-        diags.append(
-            Diagnostic(severity="error", rule=rule, message=message, file=name, location=f"row {row}",
-                       field=fld, value=None if value is None else str(value))
-        )
+    report = Reporter(name, diags)
+
+    def err(row: int, fld: str, value: object, message: str, rule: Rule = Rule.INVALID_VALUE) -> None:
+        report.error(rule, message, f"row {row}", fld, None if value is None else str(value))
 
     try:
         if path.suffix.lower() == ".xlsx":
@@ -196,15 +183,15 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
         elif path.suffix.lower() == ".csv":
             header, rows = _rows_csv(path)
         else:
-            diags.append(Diagnostic(severity="error", rule="format", file=name, message=(
-                f"unknown template format {path.suffix!r}; accepted: .csv, .xlsx")))
+            report.error(Rule.UNKNOWN_FORMAT, f"unknown template format {path.suffix!r}; accepted: .csv, .xlsx",
+                         field="suffix", value=path.suffix)
             return TemplateResult(bundle, diags, sources)
     except KeyError as exc:
-        diags.append(Diagnostic(severity="error", rule="format", file=name, field="sheet", value=str(exc.args[0]),
-                                message="the workbook lacks this sheet; accepted: sheets 'process' and 'exchanges'"))
+        report.error(Rule.MISSING_SECTION, "the workbook lacks this sheet; accepted: sheets 'process' and 'exchanges'",
+                     field="sheet", value=str(exc.args[0]))
         return TemplateResult(bundle, diags, sources)
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        diags.append(Diagnostic(severity="error", rule="format", file=name, message=f"cannot read the file: {exc}"))
+        report.error(Rule.UNREADABLE_FILE, f"cannot read the file: {exc}")
         return TemplateResult(bundle, diags, sources)
 
     fields: dict[str, tuple[int, str]] = {}
@@ -214,7 +201,7 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             continue
         if key not in PROCESS_FIELDS:
             err(lineno, key, row[1] if len(row) > 1 else "", "unknown process field; accepted: "
-                + ", ".join(PROCESS_FIELDS))
+                + ", ".join(PROCESS_FIELDS), Rule.UNKNOWN_FIELD)
             continue
         fields[key] = (lineno, row[1].strip() if len(row) > 1 else "")
 
@@ -225,19 +212,30 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
         return fields.get(key, (0, ""))[0]
 
     if not get("name_en") and not get("name_zh"):
-        err(row_of("name_en"), "name_en", "", "a process needs a name in English or Chinese")
+        err(row_of("name_en"), "name_en", "", "a process needs a name in English or Chinese", Rule.MISSING_FIELD)
     location = get("location") or "CN"
     process_uuid = get("uuid") or stable_uuid("process", get("name_en") or get("name_zh"), location)
+
+    def number(row: int, key: str, text: str, accepted: str) -> float | None:
+        """``text`` as a finite float; an error diagnostic (unparsable, NaN, infinite) otherwise."""
+        try:
+            value = _parse_float(text)
+        except ValueError:
+            err(row, key, text, f"not a number; accepted: {accepted}", Rule.UNPARSABLE_NUMBER)
+            return None
+        if not math.isfinite(value):
+            report.non_finite(f"row {row}", key, text)
+            return None
+        return value
 
     def int_field(key: str, lo: int | None = None, hi: int | None = None) -> int | None:
         text = get(key)
         if not text:
             return None
-        try:
-            value = int(float(text))
-        except ValueError:
-            err(row_of(key), key, text, "not a whole number")
+        number_value = number(row_of(key), key, text, "a whole number")
+        if number_value is None:
             return None
+        value = int(number_value)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             err(row_of(key), key, text, f"out of range; accepted: {lo}..{hi}")
             return None
@@ -247,11 +245,9 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
                         ("technological", "geographical", "temporal", "completeness", "precision")})
     production: float | None = None
     if get("annual_production"):
-        try:
-            production = _parse_float(get("annual_production"))
-            if not math.isfinite(production) or production <= 0:
-                raise ValueError
-        except ValueError:
+        production = number(row_of("annual_production"), "annual_production", get("annual_production"),
+                            "a finite number > 0")
+        if production is not None and production <= 0:
             err(row_of("annual_production"), "annual_production", get("annual_production"),
                 "annual production must be a finite number > 0")
             production = None
@@ -268,10 +264,10 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             columns = [c.strip() for c in row]
             unknown = [c for c in columns if c and c not in EXCHANGE_COLUMNS]
             for c in unknown:
-                err(lineno, c, c, "unknown exchange column; accepted: " + ", ".join(EXCHANGE_COLUMNS))
+                err(lineno, c, c, "unknown exchange column; accepted: " + ", ".join(EXCHANGE_COLUMNS), Rule.UNKNOWN_FIELD)
             for required in ("direction", "amount", "unit"):
                 if required not in columns:
-                    err(lineno, required, None, "required exchange column is missing")
+                    err(lineno, required, None, "required exchange column is missing", Rule.MISSING_FIELD)
             continue
         cell = {c: (row[i].strip() if i < len(row) else "") for i, c in enumerate(columns) if c}
         iid = str(lineno)
@@ -280,11 +276,10 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             err(lineno, "direction", cell.get("direction"), "accepted: input, output")
             continue
         amount_text = cell.get("amount", "")
-        try:
-            amount = _parse_float(amount_text)
-        except ValueError:
-            err(lineno, "amount", amount_text, "not a number", rule="non-finite-amount")
+        amount_value = number(lineno, "amount", amount_text, "a decimal like 0.42 or 1.5e3")
+        if amount_value is None:
             continue
+        amount = amount_value
         unit = cell.get("unit", "")
         flow_uuid = cell.get("flow_uuid", "").lower()
         flow_type = cell.get("flow_type", "").lower() or None
@@ -297,7 +292,7 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             err(lineno, "compartment", compartment, "accepted: " + ", ".join(_COMPARTMENTS))
             continue
         if not flow_uuid and not (name_en or name_zh):
-            err(lineno, "flow_uuid", "", "an exchange needs flow_uuid or a flow name", rule="missing-flow")
+            err(lineno, "flow_uuid", "", "an exchange needs flow_uuid or a flow name", Rule.MISSING_FIELD)
             continue
         if not flow_uuid:
             flow_uuid = stable_uuid(flow_type or "product", name_en or name_zh, compartment)
@@ -305,7 +300,7 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             prop = flow_property_for_unit(unit)
             if prop is None:
                 err(lineno, "unit", unit, "unknown unit for a new flow; accepted: " + ", ".join(known_units()),
-                    rule="unknown-unit")
+                    Rule.UNKNOWN_UNIT)
                 continue
             flow = Flow(
                 uuid=flow_uuid,
@@ -318,19 +313,17 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             previous = bundle.flows.get(flow_uuid)
             if previous is not None and previous.content_hash() != flow.content_hash():
                 err(lineno, "flow_uuid", flow_uuid, "this UUID is already defined above with different content",
-                    rule="duplicate-uuid")
+                    Rule.DUPLICATE_UUID)
                 continue
             bundle.add(flow)
             sources.datasets.setdefault(flow_uuid, (name, f"row {lineno}"))
         geosd_text = cell.get("uncertainty_geosd", "")
         uncertainty = None
         if geosd_text:
-            try:
-                geosd = _parse_float(geosd_text)
-                if not geosd > 1:
-                    raise ValueError
+            geosd = number(lineno, "uncertainty_geosd", geosd_text, "a number > 1")
+            if geosd is not None and geosd > 1:
                 uncertainty = Uncertainty(distribution="lognormal", geomean=amount, geosd=geosd)
-            except ValueError:
+            elif geosd is not None:
                 err(lineno, "uncertainty_geosd", geosd_text, "a geometric SD must be a number > 1")
         data_source = cell.get("data_source", "").lower() or None
         if data_source not in (None, "primary", "secondary"):
@@ -353,8 +346,8 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             reference.append(iid)
 
     if not columns:
-        diags.append(Diagnostic(severity="error", rule="missing-reference-flow", file=name, location="[exchanges]",
-                                message="the template has no exchanges section"))
+        report.error(Rule.MISSING_SECTION, "the template has no exchanges section; accepted: a line [exchanges] "
+                     "(CSV) or a sheet 'exchanges' (XLSX) with a header row", "[exchanges]")
     version = get("version") or DEFAULT_VERSION
     try:
         process = Process(
@@ -373,7 +366,7 @@ def read_template(path: Path, known: Bundle | None = None) -> TemplateResult:
             annual_production=production,
         )
     except ValueError as exc:
-        err(row_of("version"), "version", version, f"invalid process header: {exc}")
+        err(row_of("version"), "version", version, f"invalid process header: {exc}", Rule.INVALID_DATASET)
         return TemplateResult(bundle, diags, sources)
     bundle.add(process)
     sources.datasets[process.uuid] = (name, "[process]")
