@@ -118,7 +118,7 @@ def make_bundle(processes: int = 20_000, markets: int = 300, elementary: int = 5
             emissions = [(int(f), float(rng.lognormal(-1.0, 1.5))) for f in flows]
         d = float(output[j])
         exchanges = [Exchange(internal_id="0", flow=products[j], direction="output", amount=d, unit="kg")]
-        for n, (i, x) in enumerate(zip(suppliers, shares)):
+        for n, (i, x) in enumerate(zip(suppliers, shares, strict=True)):
             exchanges.append(Exchange(internal_id=f"i{n}", flow=products[int(i)], direction="input",
                                       amount=float(x) * d, unit="kg"))
         for n, (f, amount) in enumerate(emissions):
@@ -148,9 +148,9 @@ def _datapackage(system: TechnoSystem, c: np.ndarray) -> Any:
     A, B = system.A.tocoo(), system.B.tocoo()
     dp = bwp.create_datapackage()
     dp.add_persistent_vector(matrix="technosphere_matrix", name="A", data_array=A.data,
-                             indices_array=np.array(list(zip(A.row, A.col)), dtype=bwp.INDICES_DTYPE))
+                             indices_array=np.array(list(zip(A.row, A.col, strict=True)), dtype=bwp.INDICES_DTYPE))
     dp.add_persistent_vector(matrix="biosphere_matrix", name="B", data_array=B.data,
-                             indices_array=np.array(list(zip(B.row + n, B.col)), dtype=bwp.INDICES_DTYPE))
+                             indices_array=np.array(list(zip(B.row + n, B.col, strict=True)), dtype=bwp.INDICES_DTYPE))
     nz = np.flatnonzero(c)
     dp.add_persistent_vector(matrix="characterization_matrix", name="C", data_array=c[nz],
                              indices_array=np.array([(i + n, i + n) for i in nz], dtype=bwp.INDICES_DTYPE))

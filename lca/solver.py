@@ -987,7 +987,7 @@ def contribution_tree(
             path=trail,
         )
         lo, hi = A.indptr[j], A.indptr[j + 1]
-        suppliers = [(int(k), float(v)) for k, v in zip(A.indices[lo:hi], A.data[lo:hi]) if k != j and v != 0]
+        suppliers = [(int(k), float(v)) for k, v in zip(A.indices[lo:hi], A.data[lo:hi], strict=True) if k != j and v != 0]
         if col.key in trail:
             here.loop = True
             return here

@@ -132,7 +132,8 @@ def _parse_decimal(value: Any) -> Decimal:
             raise ValueError(f"{value} is not a finite decimal")
         return value
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f'expected a decimal string like "12.5", got {type(value).__name__} {value!r}')
+        # pydantic turns only ValueError into a validation error, so not TypeError here
+        raise ValueError(f'expected a decimal string like "12.5", got {type(value).__name__} {value!r}')  # noqa: TRY004
     if not _DECIMAL_RE.match(value):
         raise ValueError(f"{value!r} is not a decimal string (accepted: digits with an optional sign and fraction)")
     try:
@@ -720,9 +721,7 @@ def footprint_matches(pf: ProductFootprint, f: FootprintFilter) -> bool:
         return False
     if f.validAfter is not None and not start > f.validAfter:
         return False
-    if f.validBefore is not None and not end < f.validBefore:
-        return False
-    return True
+    return f.validBefore is None or end < f.validBefore
 
 
 def request_criteria(data: RequestCreatedEventData) -> FootprintFilter:

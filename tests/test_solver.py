@@ -372,9 +372,9 @@ def _bw2calc_scores(system: TechnoSystem, c: np.ndarray, columns: list[int]) -> 
     A, B = system.A.tocoo(), system.B.tocoo()
     dp = bwp.create_datapackage()
     dp.add_persistent_vector(matrix="technosphere_matrix", name="A", data_array=A.data,
-                             indices_array=np.array(list(zip(A.row, A.col)), dtype=bwp.INDICES_DTYPE))
+                             indices_array=np.array(list(zip(A.row, A.col, strict=True)), dtype=bwp.INDICES_DTYPE))
     dp.add_persistent_vector(matrix="biosphere_matrix", name="B", data_array=B.data,
-                             indices_array=np.array(list(zip(B.row + n, B.col)), dtype=bwp.INDICES_DTYPE))
+                             indices_array=np.array(list(zip(B.row + n, B.col, strict=True)), dtype=bwp.INDICES_DTYPE))
     nz = np.flatnonzero(c)
     dp.add_persistent_vector(matrix="characterization_matrix", name="C", data_array=c[nz],
                              indices_array=np.array([(i + n, i + n) for i in nz], dtype=bwp.INDICES_DTYPE))
@@ -454,7 +454,7 @@ def test_random_productive_systems_agree_with_a_dense_solve(data: st.DataObject)
         exchanges = [_x("0", products[j], "output", out, "kg"),
                      _x("1", CO2, "output", data.draw(st.floats(0, 10)), "kg"),
                      _x("2", CH4, "output", data.draw(st.floats(0, 1)), "kg")]
-        exchanges += [_x(f"i{k}", products[i], "input", x * out, "kg") for k, (i, x) in enumerate(zip(suppliers, shares))]
+        exchanges += [_x(f"i{k}", products[i], "input", x * out, "kg") for k, (i, x) in enumerate(zip(suppliers, shares, strict=True))]
         b.add(Process(uuid=pids[j], name={"en": f"p{j}"}, reference_exchanges=["0"], exchanges=exchanges))
     system = build_system(b)
     method = resolve_method(b, "AR6")
