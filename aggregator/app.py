@@ -155,7 +155,7 @@ TimestampHeader = Annotated[
 ]
 SignatureHeader = Annotated[
     str | None,
-    Header(alias=HEADER_SIGNATURE, description="Ed25519 over METHOD\\nPATH\\nTIMESTAMP\\nsha256(body)"),
+    Header(alias=HEADER_SIGNATURE, description="Ed25519 over protocols.auth.request_message (method, path, timestamp, sha256 of the body)"),
 ]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 RoundId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="The spec's round_id")]
@@ -590,12 +590,12 @@ def create_app(
     FastAPI
         On start-up it resumes or aborts rounds interrupted by a restart.
     """
-    store = store or open_store(settings.database_url)
+    store = store or open_store(settings.database_url, auto_upgrade=settings.db_auto_upgrade)
     key = load_or_create_identity(settings.identity_key_file)
     if paillier_public_key is None and settings.paillier_public_key_path is not None:
-        from keys.custodian import load_public_key
+        from aggregator.round_paillier import read_public_key
 
-        paillier_public_key = load_public_key(settings.paillier_public_key_path)
+        paillier_public_key = read_public_key(settings.paillier_public_key_path)
     if settings.superlink_address is not None:
         from aggregator import flower_runner
 

@@ -8,51 +8,51 @@ else. ``--json`` prints the service's JSON answer instead of a table.
 
 Exit codes (aggregator band 20-29): 20 other error, 21 refused credentials (401/403), 22 not
 found (404), 23 conflict with the round's state (409), 24 service unreachable, 25 delivery failed
-(502), 26 invalid input (400/422), 27 service misconfigured (503).
+(502), 26 invalid input (400/422), 27 service misconfigured (503), 28 database schema (cannot be
+opened, used or upgraded).
+
+``serve`` and ``db`` work on the database directly: ``pcf agg db upgrade`` / ``db current``
+(``--db``, default ``$PCF_AGG_DB_URL`` or the SQLite file under ``$PCF_AGG_HOME``).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from common.console import JsonOption, err, fail, out, print_json, table
+
+if TYPE_CHECKING:
+    from aggregator.store import Store
 
 __all__ = ["EXIT_CODES", "agg_app"]
 
 EXIT_CODES = {400: 26, 401: 21, 403: 21, 404: 22, 409: 23, 422: 26, 502: 25, 503: 27}
-EXIT_OTHER, EXIT_UNREACHABLE = 20, 24
+EXIT_OTHER, EXIT_UNREACHABLE, EXIT_DATABASE = 20, 24, 28
 
 agg_app = typer.Typer(help="The association's aggregator: service, members, rounds, publication.", no_args_is_help=True)
 members_app = typer.Typer(help="Enrolled members: list, approve, revoke.", no_args_is_help=True)
 round_app = typer.Typer(help="Aggregation rounds: create, open, status, run, cancel.", no_args_is_help=True)
+db_app = typer.Typer(help="The aggregator's database schema: its revision, upgrades.", no_args_is_help=True)
 agg_app.add_typer(members_app, name="members")
 agg_app.add_typer(round_app, name="round")
+agg_app.add_typer(db_app, name="db")
 
 Url = Annotated[str, typer.Option("--url", envvar="PCF_AGG_PUBLIC_BASE_URL", help="Aggregator service base URL.")]
 Token = Annotated[
     str, typer.Option("--token", envvar="PCF_AGG_ADMIN_TOKEN", help="Admin token.", show_default=False)
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON answer.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    _err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _call(method: str, url: str, path: str, token: str, body: Any = None, content: bytes | None = None) -> Any:
     if not token:
-        _fail("no admin token: pass --token or set PCF_AGG_ADMIN_TOKEN", 21)
+        raise fail("no admin token: pass --token or set PCF_AGG_ADMIN_TOKEN", 21)
     headers = {"Authorization": f"Bearer {token}"}
     if content is not None:
         headers["Content-Type"] = "application/json"
@@ -60,7 +60,7 @@ def _call(method: str, url: str, path: str, token: str, body: Any = None, conten
         with httpx.Client(base_url=url.rstrip("/"), timeout=120.0) as client:
             response = client.request(method, path, json=body, content=content, headers=headers)
     except httpx.HTTPError as exc:
-        _fail(f"cannot reach the aggregator at {url}: {exc}", EXIT_UNREACHABLE)
+        raise fail(f"cannot reach the aggregator at {url}: {exc}", EXIT_UNREACHABLE) from None
     if response.is_success:
         return response.json()
     try:
@@ -70,20 +70,7 @@ def _call(method: str, url: str, path: str, token: str, body: Any = None, conten
         detail = response.text[:500]
     if not isinstance(detail, str):
         detail = json.dumps(detail, ensure_ascii=False)[:2000]
-    _fail(f"HTTP {response.status_code}: {detail}", EXIT_CODES.get(response.status_code, EXIT_OTHER))
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
-    _out.print(table)
+    raise fail(f"HTTP {response.status_code}: {detail}", EXIT_CODES.get(response.status_code, EXIT_OTHER))
 
 
 # ------------------------------------------------------------------------------------------ serve
@@ -101,10 +88,89 @@ def serve(
     from aggregator.settings import AggregatorSettings
 
     try:
-        AggregatorSettings()  # type: ignore[call-arg]
+        settings = AggregatorSettings()  # type: ignore[call-arg]
     except ValidationError as exc:
-        _fail(f"settings refused:\n{exc}", 27)
+        raise fail(f"settings refused:\n{exc}", 27) from None
+    # Open (and upgrade) the database here, so a schema problem is one named error, not a traceback.
+    _open_database(settings.database_url, settings.db_auto_upgrade).close()
     uvicorn.run("aggregator.app:app_from_env", factory=True, host=host, port=port)
+
+
+def _open_database(url: str, auto_upgrade: bool) -> Store:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from aggregator.migrations import SchemaError
+    from aggregator.store import open_store
+
+    try:
+        store = open_store(url, auto_upgrade=auto_upgrade)
+    except SchemaError as exc:
+        raise fail(str(exc), EXIT_DATABASE) from None
+    except (SQLAlchemyError, ValueError) as exc:
+        raise fail(f"cannot open the aggregator database: {type(exc).__name__}: {exc}", EXIT_DATABASE) from None
+    for note in store.notes:
+        if note.startswith("kept"):
+            err.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+    return store
+
+
+# ------------------------------------------------------------------------------------------- db
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $PCF_AGG_DB_URL, or SQLite under $PCF_AGG_HOME).",
+                 show_default=False),
+]
+
+
+def _schema_command(db: str | None, as_json: bool, upgrade: bool) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from aggregator import migrations
+    from aggregator.settings import AggregatorDatabaseSettings
+    from aggregator.store import make_engine
+
+    try:
+        engine = make_engine(db or AggregatorDatabaseSettings().database_url)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_DATABASE) from None
+    try:
+        before = migrations.current(engine)
+        notes = migrations.upgrade(engine) if upgrade else []
+        after = migrations.current(engine) if upgrade else before
+    except migrations.SchemaError as exc:
+        raise fail(str(exc), EXIT_DATABASE) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot open the aggregator database: {type(exc).__name__}: {exc}", EXIT_DATABASE) from None
+    finally:
+        engine.dispose()
+    data: dict[str, Any] = {"database": engine.url.render_as_string(hide_password=True), "revision": after,
+                            "head": migrations.head(), "up_to_date": after == migrations.head()}
+    if upgrade:
+        data |= {"from": before, "notes": notes}
+    if as_json:
+        print_json(data)
+    elif upgrade:
+        out.print(f"{data['database']}: {before or 'empty'} -> {after}", highlight=False, soft_wrap=True)
+        for note in notes:
+            style = "yellow" if note.startswith("kept") else "default"
+            out.print(f"[{style}]{note}[/{style}]", highlight=False, soft_wrap=True)
+    else:
+        state = "up to date" if data["up_to_date"] else f"behind: run `pcf agg db upgrade` to reach {data['head']}"
+        out.print(f"{data['database']}: revision {after or 'none (empty)'} ({state})", highlight=False,
+                   soft_wrap=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbUrl = None, as_json: JsonOption = False) -> None:
+    """Upgrade the database to this release's schema (a release 0.1 database is recognised and adopted)."""
+    _schema_command(db, as_json, upgrade=True)
+
+
+@db_app.command("current")
+def db_current(db: DbUrl = None, as_json: JsonOption = False) -> None:
+    """Print the database's schema revision and whether it is the one this release needs."""
+    _schema_command(db, as_json, upgrade=False)
 
 
 # ---------------------------------------------------------------------------------------- members
@@ -122,33 +188,33 @@ def members_list(
     url: Url = DEFAULT_URL,
     token: Token = "",
     status: Annotated[str | None, typer.Option(help="pending, approved or revoked.")] = None,
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List enrolled members."""
     path = "/api/v1/members" + (f"?status={status}" if status else "")
     data = _call("GET", url, path, token)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        _table("Members", _MEMBER_COLUMNS, _member_rows(data))
+        out.print(table("Members", _MEMBER_COLUMNS, _member_rows(data)))
 
 
 def _member_action(action: str, member_id: int, url: str, token: str, as_json: bool) -> None:
     data = _call("POST", url, f"/api/v1/members/{member_id}/{action}", token)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        _table(f"Member {member_id}", _MEMBER_COLUMNS, _member_rows([data]))
+        out.print(table(f"Member {member_id}", _MEMBER_COLUMNS, _member_rows([data])))
 
 
 @members_app.command("approve")
-def members_approve(member_id: int, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+def members_approve(member_id: int, url: Url = DEFAULT_URL, token: Token = "", as_json: JsonOption = False) -> None:
     """Approve a pending member."""
     _member_action("approve", member_id, url, token, as_json)
 
 
 @members_app.command("revoke")
-def members_revoke(member_id: int, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+def members_revoke(member_id: int, url: Url = DEFAULT_URL, token: Token = "", as_json: JsonOption = False) -> None:
     """Revoke a member (final: the organisation enrols a new key to return)."""
     _member_action("revoke", member_id, url, token, as_json)
 
@@ -165,9 +231,9 @@ def _round_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _show_round(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        _table(f"Round {data['round_id']}", _ROUND_COLUMNS, _round_rows([data]))
+        out.print(table(f"Round {data['round_id']}", _ROUND_COLUMNS, _round_rows([data])))
 
 
 @round_app.command("create")
@@ -199,7 +265,7 @@ def round_create(
     deadline: Annotated[str | None, typer.Option(help="ISO 8601 deadline with time zone.")] = None,
     url: Url = DEFAULT_URL,
     token: Token = "",
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a draft round from a spec file or from flags; the aggregator validates and signs it."""
     if spec_file is not None:
@@ -259,7 +325,7 @@ def _spec_from_flags(round_id: str | None, product_en: str | None, product_zh: s
 
 
 @round_app.command("open")
-def round_open(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+def round_open(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: JsonOption = False) -> None:
     """Publish the signed spec and invite members."""
     _show_round(_call("POST", url, f"/api/v1/rounds/{round_id}/open", token), as_json)
 
@@ -269,7 +335,7 @@ def round_status(
     round_id: Annotated[str | None, typer.Argument(help="Round id; all rounds when omitted.")] = None,
     url: Url = DEFAULT_URL,
     token: Token = "",
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show one round, or every round."""
     if round_id:
@@ -277,19 +343,19 @@ def round_status(
         return
     data = _call("GET", url, "/api/v1/rounds", token)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        _table("Rounds", _ROUND_COLUMNS, _round_rows(data))
+        out.print(table("Rounds", _ROUND_COLUMNS, _round_rows(data)))
 
 
 @round_app.command("run")
-def round_run(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+def round_run(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: JsonOption = False) -> None:
     """Close collection and aggregate (paillier: then the custodians decrypt)."""
     _show_round(_call("POST", url, f"/api/v1/rounds/{round_id}/run", token), as_json)
 
 
 @round_app.command("cancel")
-def round_cancel(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+def round_cancel(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_json: JsonOption = False) -> None:
     """Abort a round that has not ended."""
     _show_round(_call("POST", url, f"/api/v1/rounds/{round_id}/cancel", token), as_json)
 
@@ -297,7 +363,7 @@ def round_cancel(round_id: str, url: Url = DEFAULT_URL, token: Token = "", as_js
 @round_app.command("decryption-request")
 def round_decryption_request(round_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Print a paillier round's decryption request (JSON) to hand to the custodians."""
-    _print_json(_call("GET", url, f"/api/v1/rounds/{round_id}/decryption-request", token))
+    print_json(_call("GET", url, f"/api/v1/rounds/{round_id}/decryption-request", token))
 
 
 @round_app.command("partial")
@@ -306,18 +372,18 @@ def round_partial(
     partial_file: Annotated[Path, typer.Argument(help="A custodian's partial decryption JSON.", exists=True)],
     url: Url = DEFAULT_URL,
     token: Token = "",
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Post a custodian's partial decryption (it is authenticated by the custodian's own signature)."""
     data = _call("POST", url, f"/api/v1/rounds/{round_id}/partial-decryptions", token, content=partial_file.read_bytes())
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        _table(
+        out.print(table(
             f"Round {round_id}",
             ["custodian", "received", "expected", "state"],
             [[data["custodian_index"], data["received"], data["expected"], data["state"]]],
-        )
+        ))
 
 
 # ---------------------------------------------------------------------------------------- publish
@@ -329,17 +395,17 @@ def publish(
     to: Annotated[str, typer.Option("--to", envvar="PCF_AGG_NATIONAL_DB_PUSH_URL", help="Receiver URL.")] = "",
     url: Url = DEFAULT_URL,
     token: Token = "",
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Deliver a round's signed factor package (retried, idempotent by factor id and version)."""
     if not to:
-        _fail("no receiver: pass --to URL or set PCF_AGG_NATIONAL_DB_PUSH_URL", 26)
+        raise fail("no receiver: pass --to URL or set PCF_AGG_NATIONAL_DB_PUSH_URL", 26)
     data = _call("POST", url, f"/api/v1/rounds/{round_id}/deliveries", token, body={"url": to})
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        _table(
+        out.print(table(
             f"Delivery of round {round_id}",
             ["factor", "revision", "to", "status", "attempts", "HTTP"],
             [[data["factor_id"], data["version"], data["url"], data["status"], data["attempts"], data["status_code"]]],
-        )
+        ))

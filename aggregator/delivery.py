@@ -18,8 +18,8 @@ from pydantic import BaseModel
 
 from aggregator.errors import DeliveryFailed
 from aggregator.store import DeliveryRow, Store, utcnow
-from aggregator.translog import canonical_json
 from keys import identity
+from protocols.canonical import Kind, encode
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -68,8 +68,8 @@ class DeliveryReceipt(BaseModel):
 
 
 def package_message(factor_id: str, version: int, document_hash: str) -> bytes:
-    """The bytes a package signature covers: canonical JSON of id, version and document hash."""
-    return canonical_json({"factor_id": factor_id, "version": version, "document_hash": document_hash})
+    """The bytes a package signature covers: the canonical encoding of id, version and document hash."""
+    return encode(Kind.FACTOR_PACKAGE, {"factor_id": factor_id, "version": version, "document_hash": document_hash})
 
 
 def sign_package(

@@ -9,8 +9,8 @@ A member request carries three headers:
     Ed25519 signatures are deterministic, so the fraction is what tells two identical requests
     apart: a signature seen before is refused as a replay;
 ``X-PCF-Signature``
-    base64 Ed25519 signature over :func:`request_message`:
-    ``METHOD \\n PATH[?QUERY] \\n TIMESTAMP \\n hex(sha256(BODY))``.
+    base64 Ed25519 signature over :func:`request_message` (``protocols.auth``): the canonical
+    encoding of the method, the path with its query, the timestamp and the body's SHA-256.
 
 Requests more than ``max_age`` away from the server's clock are refused as stale; a signature
 seen before is refused as a replay.

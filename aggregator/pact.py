@@ -3,11 +3,11 @@
 * ``POST /auth/token``: OAuth2 client credentials (RFC 6749 section 4.4) with HTTP Basic client
   authentication (credentials in the form body are accepted too). Errors answer RFC 6749 section
   5.2 bodies: a wrong client is ``401 {"error": "invalid_client"}``.
-* Access tokens are stateless: ``pct1.<payload>.<HMAC-SHA256>``, the key derived from the client
-  secret (rotating the secret revokes every token), valid ``pact_token_lifetime_seconds``
-  (default 3600). An expired token answers ``401 TokenExpired``; a missing or malformed one
-  ``400 BadRequest`` (as the PACT conformance tests expect); a token of a client that is no
-  longer configured ``403 AccessDenied``.
+* Access tokens are stateless: ``pct2.<payload>.<HMAC-SHA256>``, the MAC over the canonical
+  encoding of the payload (``Kind.PACT_TOKEN``), the key derived from the client secret (rotating
+  the secret revokes every token), valid ``pact_token_lifetime_seconds`` (default 3600). An
+  expired token answers ``401 TokenExpired``; a missing or malformed one ``400 BadRequest`` (as
+  the PACT conformance tests expect); a token of a client that is no longer configured ``403 AccessDenied``.
 * ``GET /3/footprints``: every version of every factor (the newest ``Active``, older ones
   ``Deprecated``), filtered by ``productId``, ``companyId``, ``geography``, ``classification``,
   ``validOn``, ``validAfter``, ``validBefore``, ``status`` (parameter names with a leading ``$``
@@ -47,6 +47,7 @@ from fastapi.security import OAuth2
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from aggregator.repository import FactorRepository
+from protocols.canonical import Kind, canonical_json, encode
 from protocols.factor import PublishedFactor
 from protocols.pact import (
     EVENT_PUBLISHED,
@@ -89,7 +90,8 @@ __all__ = [
 DEFAULT_PAGE_SIZE = 100
 """Footprints per page when the request gives no ``limit`` (``pact_page_size`` overrides it)."""
 
-_TOKEN_PREFIX = "pct1"
+_TOKEN_PREFIX = "pct2"
+_MAX_TOKEN_BODY = 1024
 _KEY_CONTEXT = b"pcf-dataspace/pact-token/v1"
 
 EventHandler = Callable[[CloudEvent, BaseModel], None]
@@ -138,10 +140,12 @@ def token_key(client_secret: str) -> bytes:
 def issue_token(client_id: str, key: bytes, *, now: float, lifetime: int) -> str:
     """A bearer token for ``client_id`` valid from ``now`` for ``lifetime`` seconds."""
     payload = {"sub": client_id, "iat": int(now), "exp": int(now) + lifetime, "jti": secrets.token_urlsafe(9)}
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{_TOKEN_PREFIX}.{body}"
-    mac = hmac.new(key, signed.encode(), hashlib.sha256).digest()
-    return f"{signed}.{_b64(mac)}"
+    return f"{_TOKEN_PREFIX}.{_b64(canonical_json(payload))}.{_b64(_token_mac(key, payload))}"
+
+
+def _token_mac(key: bytes, payload: dict[str, Any]) -> bytes:
+    """HMAC-SHA256 over the canonical encoding of the token payload (``Kind.PACT_TOKEN``)."""
+    return hmac.new(key, encode(Kind.PACT_TOKEN, payload), hashlib.sha256).digest()
 
 
 def verify_token(token: str, key: bytes, *, now: float) -> str:
@@ -156,12 +160,15 @@ def verify_token(token: str, key: bytes, *, now: float) -> str:
     """
     try:
         prefix, body, mac = token.split(".")
-        if prefix != _TOKEN_PREFIX:
+        if prefix != _TOKEN_PREFIX or len(body) > _MAX_TOKEN_BODY:
             raise ValueError
-        expected = hmac.new(key, f"{prefix}.{body}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, _unb64(mac)):
+        raw = _unb64(body)
+        payload = json.loads(raw)
+        # The MAC covers the canonical encoding, so the body must be exactly that document's canonical form.
+        if not isinstance(payload, dict) or canonical_json(payload) != raw:
             raise ValueError
-        payload = json.loads(_unb64(body))
+        if not hmac.compare_digest(_token_mac(key, payload), _unb64(mac)):
+            raise ValueError
         sub, exp = str(payload["sub"]), int(payload["exp"])
     except (ValueError, KeyError, TypeError):
         raise TokenInvalid() from None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Protocol, runtime_checkable
 
 from aggregator.store import FactorRow, Store
 from protocols.factor import PublishedFactor, revision_of
+from protocols.provenance import document_hash
 
 __all__ = ["FactorRepository", "StoreFactorRepository", "document_bytes", "document_hash"]
 
@@ -14,15 +14,10 @@ __all__ = ["FactorRepository", "StoreFactorRepository", "document_bytes", "docum
 def document_bytes(factor: PublishedFactor) -> bytes:
     """The stored form of a factor: pydantic's JSON of the model (deterministic for equal models).
 
-    Anyone holding the factor JSON re-derives these bytes by parsing it into ``PublishedFactor``
-    and serialising it again, which is how ``verify`` compares a served factor with the log.
+    What the publication log entry records is :func:`protocols.provenance.document_hash` (the
+    canonical digest of the same model), which anyone holding the factor JSON re-derives.
     """
     return factor.model_dump_json().encode()
-
-
-def document_hash(factor: PublishedFactor) -> str:
-    """SHA-256 (hex) of :func:`document_bytes`; what the publication log entry records."""
-    return hashlib.sha256(document_bytes(factor)).hexdigest()
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PLACEHOLDER_SECRETS", "AggregatorSettings"]
+__all__ = ["PLACEHOLDER_SECRETS", "AggregatorDatabaseSettings", "AggregatorSettings"]
 
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "change_me", "changethis", "secret", "password", "admin", "token", "test", "xxx"}
@@ -18,20 +18,38 @@ PLACEHOLDER_SECRETS = frozenset(
 _MIN_SECRET_LENGTH = 16
 
 
-class AggregatorSettings(BaseSettings):
+class AggregatorDatabaseSettings(BaseSettings):
+    """Where the aggregator's database is, and whether opening it may upgrade its schema.
+
+    The part of :class:`AggregatorSettings` that ``pcf agg db ...`` needs (no secrets).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PCF_AGG_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default_factory=lambda: Path("~/.pcf/aggregator").expanduser())
+    """Directory for the default SQLite database and identity key (``PCF_AGG_HOME``)."""
+    db_url: str | None = None
+    """``sqlite:///path`` or ``postgresql://...``; default ``sqlite:///<home>/aggregator.db``."""
+    db_auto_upgrade: bool = True
+    """Upgrade a PostgreSQL database's schema when the service starts (``PCF_AGG_DB_AUTO_UPGRADE``).
+    Set it false where schema changes are a deployment step of their own: the service then refuses a
+    database that is behind, and ``pcf agg db upgrade`` upgrades it. A SQLite file, which belongs to
+    this one service, is always upgraded."""
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or the SQLite file under ``home``."""
+        return self.db_url or f"sqlite:///{self.home / 'aggregator.db'}"
+
+
+class AggregatorSettings(AggregatorDatabaseSettings):
     """Settings of one aggregator deployment.
 
     Secrets (``admin_token``, ``pact_client_secret``) have no default; outside development a
     placeholder value or a token shorter than 16 characters is refused at start-up.
     """
 
-    model_config = SettingsConfigDict(env_prefix="PCF_AGG_", extra="ignore", populate_by_name=True)
-
     environment: Literal["development", "staging", "production"] = "production"
-    home: Path = Field(default_factory=lambda: Path("~/.pcf/aggregator").expanduser())
-    """Directory for the default SQLite database and identity key (``PCF_AGG_HOME``)."""
-    db_url: str | None = None
-    """``sqlite:///path`` or ``postgresql://...``; default ``sqlite:///<home>/aggregator.db``."""
     admin_token: SecretStr
     """Bearer token of the association's administrators."""
     identity_key_path: Path | None = None
@@ -89,11 +107,6 @@ class AggregatorSettings(BaseSettings):
                     f"or PCF_AGG_ENVIRONMENT=development"
                 )
         return self
-
-    @property
-    def database_url(self) -> str:
-        """The configured database URL, or the SQLite file under ``home``."""
-        return self.db_url or f"sqlite:///{self.home / 'aggregator.db'}"
 
     @property
     def flwr_home_dir(self) -> Path:

@@ -19,16 +19,17 @@ from typing import Any
 from sqlalchemy import (
     Column,
     DateTime,
+    MetaData,
     Text,
     UniqueConstraint,
     event,
     func,
-    inspect,
     text,
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import registry
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -43,6 +44,7 @@ from aggregator.errors import (
 __all__ = [
     "MEMBER_STATUSES",
     "AggregateRow",
+    "AggregatorTable",
     "ContributionRow",
     "DeliveryRow",
     "FactorRow",
@@ -53,6 +55,8 @@ __all__ = [
     "Store",
     "Transaction",
     "TranslogRow",
+    "aggregator_metadata",
+    "make_engine",
     "normalize_url",
     "open_store",
     "utcnow",
@@ -93,7 +97,19 @@ def _text() -> Any:
     return Field(sa_column=Column(Text, nullable=False))
 
 
-class MemberRow(SQLModel, table=True):
+class AggregatorTable(SQLModel, registry=registry()):
+    """Base of the aggregator's tables: their own registry and metadata, so its database holds only them.
+
+    (Tables on SQLModel's global metadata would also bring in the node's when both roles are imported
+    in one process.) The schema is owned by the Alembic migrations in ``aggregator/migrations``.
+    """
+
+
+aggregator_metadata: MetaData = AggregatorTable.metadata
+"""The aggregator's tables, and only them."""
+
+
+class MemberRow(AggregatorTable, table=True):
     __tablename__ = "member"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -110,7 +126,7 @@ class MemberRow(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
-class RoundRow(SQLModel, table=True):
+class RoundRow(AggregatorTable, table=True):
     __tablename__ = "round"
 
     id: str = Field(primary_key=True)
@@ -128,7 +144,7 @@ class RoundRow(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
-class ContributionRow(SQLModel, table=True):
+class ContributionRow(AggregatorTable, table=True):
     __tablename__ = "contribution"
     __table_args__ = (UniqueConstraint("round_id", "member_id", name="uq_contribution_round_member"),)
 
@@ -141,7 +157,7 @@ class ContributionRow(SQLModel, table=True):
     received_at: datetime = _ts()
 
 
-class PartialDecryptionRow(SQLModel, table=True):
+class PartialDecryptionRow(AggregatorTable, table=True):
     __tablename__ = "partial_decryption"
     __table_args__ = (UniqueConstraint("round_id", "custodian", name="uq_partial_round_custodian"),)
 
@@ -152,7 +168,7 @@ class PartialDecryptionRow(SQLModel, table=True):
     received_at: datetime = _ts()
 
 
-class AggregateRow(SQLModel, table=True):
+class AggregateRow(AggregatorTable, table=True):
     """Only the decoded sum over all contributors and their count: never one member's values."""
 
     __tablename__ = "aggregate"
@@ -167,7 +183,7 @@ class AggregateRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-class FactorRow(SQLModel, table=True):
+class FactorRow(AggregatorTable, table=True):
     __tablename__ = "factor"
     __table_args__ = (UniqueConstraint("factor_id", "version", name="uq_factor_version"),)
 
@@ -183,7 +199,7 @@ class FactorRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-class TranslogRow(SQLModel, table=True):
+class TranslogRow(AggregatorTable, table=True):
     __tablename__ = "translog_entry"
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
@@ -194,9 +210,12 @@ class TranslogRow(SQLModel, table=True):
     entry_hash: str = Field(unique=True)
     signature: str
     created_at: datetime = _ts()
+    format: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
+    """How ``entry_hash`` was computed (``protocols.translog``): 0 for entries written by release 0.1,
+    1 since. Revision ``0003`` gave the rows of 0.1 databases 0."""
 
 
-class DeliveryRow(SQLModel, table=True):
+class DeliveryRow(AggregatorTable, table=True):
     __tablename__ = "delivery"
     __table_args__ = (UniqueConstraint("factor_id", "version", "url", name="uq_delivery_target"),)
 
@@ -215,7 +234,7 @@ class DeliveryRow(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
-class SeenRequestRow(SQLModel, table=True):
+class SeenRequestRow(AggregatorTable, table=True):
     """Signatures of member requests already accepted, kept for the replay window."""
 
     __tablename__ = "seen_request"
@@ -547,13 +566,15 @@ def normalize_url(url: str) -> str:
 class Store:
     """The aggregator's database; use :func:`open_store` to build one from a URL."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, auto_upgrade: bool = True):
+        from aggregator import migrations
+
         self.engine = engine
         self.dialect = engine.dialect.name
         # SQLite has one writer at a time; serialising in-process avoids "database is locked".
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
-        SQLModel.metadata.create_all(engine)
-        _add_missing_columns(engine)
+        self.notes = migrations.prepare(engine, auto_upgrade=auto_upgrade or self.dialect == "sqlite")
+        """What the upgrade at opening did, if it did anything (e.g. foreign tables it kept)."""
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -572,25 +593,6 @@ class Store:
         self.engine.dispose()
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Add nullable columns introduced after a database was created (``create_all`` adds only tables).
-
-    Only nullable columns without a server default are added, so existing rows stay valid; their
-    unique constraints are not retrofitted (new databases get them from ``create_all``).
-    """
-    with engine.begin() as conn:
-        inspector = inspect(conn)
-        for table in SQLModel.metadata.sorted_tables:
-            if not inspector.has_table(table.name):
-                continue
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present or not column.nullable or column.primary_key:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
-
-
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Autocommit at the driver level so SQLAlchemy's "begin" event below controls transactions.
     dbapi_conn.isolation_level = None
@@ -601,32 +603,47 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # The migrations take the write lock themselves, before turning foreign keys off.
+    if not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_store(url: str) -> Store:
-    """Open (and create the tables of) the store at ``url``.
+def make_engine(url: str) -> Engine:
+    """The SQLAlchemy engine of an aggregator database URL (see :func:`open_store`); no schema work."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def open_store(url: str, *, auto_upgrade: bool = True) -> Store:
+    """Open the store at ``url``, bringing its schema to the head revision (:mod:`aggregator.migrations`).
 
     Parameters
     ----------
     url
         ``sqlite:///PATH`` (file; parent directory created), ``sqlite://`` (in memory, one
         connection) or ``postgresql://user@host:port/db`` (psycopg 3).
+    auto_upgrade
+        Upgrade a PostgreSQL database that is behind (SQLite files are always upgraded: the file
+        belongs to this one service). When false such a database is refused with
+        :class:`aggregator.migrations.SchemaError`; ``pcf agg db upgrade`` upgrades it.
 
     Returns
     -------
     Store
     """
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
-        if url in ("sqlite://", "sqlite:///:memory:"):
-            kwargs["poolclass"] = StaticPool
-        else:
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-        return Store(engine)
-    engine = create_engine(url, pool_pre_ping=True)
-    return Store(engine)
+    engine = make_engine(url)
+    try:
+        return Store(engine, auto_upgrade=auto_upgrade)
+    except BaseException:
+        engine.dispose()
+        raise

@@ -1,4 +1,7 @@
-"""`pcf keys ...`: identities, TLS material, SuperNode keys, custodian shares and a compose deployment's secrets."""
+"""`pcf keys ...`: identities, TLS material, SuperNode keys and a compose deployment's secrets.
+
+The custodians' commands (key ceremony, partial decryption) are ``pcf custodian ...`` (``custodian.cli``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,37 +20,38 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from rich.console import Console
 from rich.table import Table
 
-from keys import custodian, identity, tls
-from protocols.errors import IdentityError
-from protocols.paillier import CustodianRefused, MalformedMessage, SplitPublicKey
+from keys import identity, tls
+from keys.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_EXISTS,
+    EXIT_KEY_FILE,
+    EXIT_PASSWORD,
+    ForceOption,
+    JsonOption,
+    Refused,
+    console,
+    fail,
+    file_mode,
+    kv_table,
+    password_from_env,
+    print_json,
+    refuse_existing,
+)
+from keys.errors import IdentityError
+from keys.files import write_private, write_public
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_EXISTS",
     "EXIT_KEY_FILE",
     "EXIT_PASSWORD",
-    "EXIT_REFUSED",
     "FLEET_PORT",
     "WrittenFile",
     "keys_app",
-    "read_roster",
     "write_deployment",
 ]
-
-# Exit codes of keys and custodians: 30-39 (see pcf/cli.py for the bands).
-EXIT_EXISTS = 30
-"""A file would be overwritten and ``--force`` was not given."""
-EXIT_KEY_FILE = 31
-"""A key, share or certificate file cannot be read, written or unlocked."""
-EXIT_REFUSED = 32
-"""The custodian refused to release a partial decryption."""
-EXIT_BAD_INPUT = 33
-"""A request, roster, host name or argument is malformed."""
-EXIT_PASSWORD = 34
-"""A ``--password-env`` variable is unset or empty."""
 
 FLEET_PORT = 9092
 """Port of the SuperLink's HTTPS endpoint in the compose deployment (Fleet, Control and Runtime APIs)."""
@@ -56,28 +59,12 @@ AGGREGATOR_PORT = 8080
 COMPOSE_NODE_SERVICES = 3
 """``compose/compose.yml`` defines this many node services (``node1`` …)."""
 
-keys_app = typer.Typer(help="Identities, TLS material and key custodians.", no_args_is_help=True)
+keys_app = typer.Typer(help="Identities, TLS material and deployment secrets.", no_args_is_help=True)
 identity_app = typer.Typer(help="Ed25519 identities of firms and of the association.", no_args_is_help=True)
-custodian_app = typer.Typer(help="Paillier key ceremony and custodians' partial decryptions.", no_args_is_help=True)
 keys_app.add_typer(identity_app, name="identity")
-keys_app.add_typer(custodian_app, name="custodian")
-
-console = Console()
-err_console = Console(stderr=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing files.")]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-
-
-class _Refused(Exception):
-    """A command cannot go on; carries the message and the exit code."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -93,27 +80,6 @@ class WrittenFile:
 # =========================================================================== output helpers
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _fail(message: str, code: int, as_json: bool) -> typer.Exit:
-    if as_json:
-        _print_json({"error": message})
-    else:
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
-    return typer.Exit(code)
-
-
-def _kv_table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for k, v in rows.items():
-        table.add_row(k, ", ".join(map(str, v)) if isinstance(v, list | tuple) else str(v))
-    return table
-
-
 def _files_table(title: str, files: Sequence[WrittenFile]) -> Table:
     table = Table(title=title)
     for col in ("file", "what", "held by", "mode"):
@@ -123,50 +89,18 @@ def _files_table(title: str, files: Sequence[WrittenFile]) -> Table:
     return table
 
 
-def _mode(path: Path) -> str:
-    return f"{path.stat().st_mode & 0o777:04o}"
-
-
 def _written(path: Path, what: str, holder: str) -> WrittenFile:
-    return WrittenFile(str(path), what, holder, _mode(path))
+    return WrittenFile(str(path), what, holder, file_mode(path))
 
 
 # =========================================================================== plain logic
 
 
-def _password_from_env(var: str) -> str:
-    value = os.environ.get(var)
-    if not value:
-        raise _Refused(
-            f"--password-env {var}: the environment variable is {'empty' if value == '' else 'not set'}; "
-            f"export {var}=... (at least {custodian.MIN_PASSWORD_LENGTH} characters for custodian shares)",
-            EXIT_PASSWORD,
-        )
-    return value
-
-
-def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        raise _Refused(
-            f"{', '.join(existing)}: already exist(s); a key file is never overwritten silently, pass --force to replace",
-            EXIT_EXISTS,
-        )
-
-
 def _write_text(path: Path, text: str, *, private: bool) -> None:
-    """Write ``text``; private files are created 0600 and renamed into place, so never readable by others."""
+    """Write ``text`` atomically, 0600 when ``private``; callers have refused existing files unless forced."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600 if private else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    writer = write_private if private else write_public
+    writer(path, text.encode("utf-8"), overwrite=True)
 
 
 def _check_hosts(hosts: Sequence[str], ips: Sequence[str]) -> list[str]:
@@ -177,18 +111,18 @@ def _check_hosts(hosts: Sequence[str], ips: Sequence[str]) -> list[str]:
             ipaddress.ip_address(h)
         except ValueError:
             if not _HOST.match(h):
-                raise _Refused(f"--host {h!r}: not a DNS name; accepted: letters, digits, '-' and '.'", EXIT_BAD_INPUT)
+                raise Refused(f"--host {h!r}: not a DNS name; accepted: letters, digits, '-' and '.'", EXIT_BAD_INPUT) from None
         if h not in out:
             out.append(h)
     for ip in ips:
         try:
             text = str(ipaddress.ip_address(ip))
         except ValueError:
-            raise _Refused(f"--ip {ip!r}: not an IPv4 or IPv6 address", EXIT_BAD_INPUT) from None
+            raise Refused(f"--ip {ip!r}: not an IPv4 or IPv6 address", EXIT_BAD_INPUT) from None
         if text not in out:
             out.append(text)
     if not out:
-        raise _Refused("no --host or --ip given; accepted: at least one DNS name or IP address", EXIT_BAD_INPUT)
+        raise Refused("no --host or --ip given; accepted: at least one DNS name or IP address", EXIT_BAD_INPUT)
     return out
 
 
@@ -197,7 +131,7 @@ def _tls_files(directory: Path) -> tls.TlsFiles:
 
 
 def _write_tls(directory: Path, hosts: Sequence[str], *, force: bool) -> tls.TlsFiles:
-    _refuse_existing(list(asdict(_tls_files(directory)).values()), force)
+    refuse_existing(list(asdict(_tls_files(directory)).values()), force)
     return tls.write_tls_files(directory, list(hosts))
 
 
@@ -218,7 +152,7 @@ def _cert_info(files: tls.TlsFiles) -> dict[str, Any]:
 
 def _check_name(name: str, option: str) -> str:
     if not _NAME.match(name):
-        raise _Refused(
+        raise Refused(
             f"{option} {name!r}: accepted: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit",
             EXIT_BAD_INPUT,
         )
@@ -227,7 +161,7 @@ def _check_name(name: str, option: str) -> str:
 
 def _write_supernode(directory: Path, name: str, *, force: bool) -> tls.SuperNodeAuthKeys:
     _check_name(name, "--name")
-    _refuse_existing([directory / f"{name}.key", directory / f"{name}.pub"], force)
+    refuse_existing([directory / f"{name}.key", directory / f"{name}.pub"], force)
     return tls.generate_supernode_auth_keys(directory, name)
 
 
@@ -244,62 +178,12 @@ def _supernode_info(keys: tls.SuperNodeAuthKeys) -> dict[str, Any]:
 
 
 def _write_identity(path: Path, password: bytes | None, *, force: bool) -> dict[str, Any]:
-    _refuse_existing([path], force)
+    refuse_existing([path], force)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = identity.generate_identity()
     identity.save_private_key(key, path, password, overwrite=force)
     pub = identity.public_key_b64(key)
     return {"path": str(path), "public_key": pub, "fingerprint": identity.fingerprint(pub), "encrypted": bool(password)}
-
-
-def read_roster(path: Path) -> list[str]:
-    """Member public keys from a custodian's roster file.
-
-    Accepted: a JSON list whose items are base64url Ed25519 public keys or objects with an
-    ``identity_public_key`` (as ``GET /api/v1/members/keys`` serves them; ``revoked`` ones are
-    skipped), a JSON object with such a list under ``"roster"``, or plain text with one key per line
-    (``#`` starts a comment).
-
-    Raises
-    ------
-    _Refused
-        The file is missing or an entry is not a 32-byte base64url key.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _Refused(f"{path}: cannot read the roster: {exc.strerror}", EXIT_BAD_INPUT) from None
-    items: list[Any]
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        items = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-        items = [i for i in items if i]
-    else:
-        if isinstance(doc, dict) and isinstance(doc.get("roster"), list):
-            doc = doc["roster"]
-        if not isinstance(doc, list):
-            raise _Refused(
-                f"{path}: a JSON {type(doc).__name__}; accepted: a list of keys or of objects with identity_public_key",
-                EXIT_BAD_INPUT,
-            )
-        items = doc
-    keys: list[str] = []
-    for k, item in enumerate(items):
-        if isinstance(item, dict):
-            if item.get("status") == "revoked":
-                continue
-            item = item.get("identity_public_key")
-        if not isinstance(item, str):
-            raise _Refused(f"{path}: entry {k} is {item!r}; accepted: a base64url Ed25519 public key", EXIT_BAD_INPUT)
-        try:
-            identity.load_public_key_b64(item)
-        except IdentityError as exc:
-            raise _Refused(f"{path}: entry {k}: {exc}", EXIT_BAD_INPUT) from None
-        keys.append(item)
-    if not keys:
-        raise _Refused(f"{path}: the roster lists no member key", EXIT_BAD_INPUT)
-    return keys
 
 
 def _flwr_config(superlink_address: str, root_certificates: str) -> str:
@@ -365,9 +249,9 @@ def write_deployment(
         Every file written, in order.
     """
     if nodes < 1:
-        raise _Refused(f"--nodes {nodes}; accepted: at least 1", EXIT_BAD_INPUT)
+        raise Refused(f"--nodes {nodes}; accepted: at least 1", EXIT_BAD_INPUT)
     if not superlink_hosts:
-        raise _Refused("--superlink-host: give at least one name", EXIT_BAD_INPUT)
+        raise Refused("--superlink-host: give at least one name", EXIT_BAD_INPUT)
     sans = _check_hosts([*superlink_hosts, "superlink", "localhost"], ["127.0.0.1"])
     _check_hosts([aggregator_host], [])
     target = Path(out)
@@ -383,7 +267,7 @@ def write_deployment(
     ]
     for d in node_dirs:
         planned += [d / n for n in ("identity.key", "identity.pub", "supernode.key", "supernode.pub", "node.env")]
-    _refuse_existing(planned, force)
+    refuse_existing(planned, force)
 
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
@@ -478,16 +362,16 @@ def identity_new_cmd(
 ) -> None:
     """Create an Ed25519 identity key; print its public key and fingerprint."""
     try:
-        password = _password_from_env(password_env).encode("utf-8") if password_env else None
+        password = password_from_env(password_env).encode("utf-8") if password_env else None
         info = _write_identity(out, password, force=force)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
+    except Refused as exc:
+        raise fail(str(exc), exc.code, as_json) from None
     except (IdentityError, OSError) as exc:
-        raise _fail(str(exc), EXIT_KEY_FILE, as_json) from None
+        raise fail(str(exc), EXIT_KEY_FILE, as_json) from None
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
-        console.print(_kv_table(f"identity written to {out}", info))
+        console.print(kv_table(f"identity written to {out}", info))
 
 
 @identity_app.command("show")
@@ -500,25 +384,25 @@ def identity_show_cmd(
 ) -> None:
     """Show an identity's public key and fingerprint (never the private key)."""
     try:
-        password = _password_from_env(password_env).encode("utf-8") if password_env else None
+        password = password_from_env(password_env).encode("utf-8") if password_env else None
         key = identity.load_private_key(path, password)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
+    except Refused as exc:
+        raise fail(str(exc), exc.code, as_json) from None
     except IdentityError as exc:
         hint = "" if password_env else " (an encrypted key needs --password-env)"
-        raise _fail(f"{exc}{hint}", EXIT_KEY_FILE, as_json) from None
+        raise fail(f"{exc}{hint}", EXIT_KEY_FILE, as_json) from None
     pub = identity.public_key_b64(key)
     info = {
         "path": str(path),
         "public_key": pub,
         "fingerprint": identity.fingerprint(pub),
         "encrypted": password is not None,
-        "mode": _mode(path),
+        "mode": file_mode(path),
     }
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
-        console.print(_kv_table(str(path), info))
+        console.print(kv_table(str(path), info))
 
 
 # =========================================================================== TLS and SuperNode keys
@@ -539,15 +423,15 @@ def tls_cmd(
     try:
         sans = _check_hosts(host or [], ip or [])
         files = _write_tls(out, sans, force=force)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
+    except Refused as exc:
+        raise fail(str(exc), exc.code, as_json) from None
     except (OSError, ValueError) as exc:
-        raise _fail(f"{out}: {exc}", EXIT_KEY_FILE, as_json) from None
+        raise fail(f"{out}: {exc}", EXIT_KEY_FILE, as_json) from None
     info = _cert_info(files)
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
-        console.print(_kv_table(f"TLS material in {out}", info))
+        console.print(kv_table(f"TLS material in {out}", info))
         console.print("flower-superlink --ssl-ca-certfile ca.crt --ssl-certfile server.pem --ssl-keyfile server.key; "
                       "SuperNodes and the flwr CLI verify with ca.crt", highlight=False)
 
@@ -566,180 +450,15 @@ def supernode_cmd(
     """
     try:
         keys = _write_supernode(out, name, force=force)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
+    except Refused as exc:
+        raise fail(str(exc), exc.code, as_json) from None
     except (OSError, ValueError) as exc:
-        raise _fail(f"{out}: {exc}", EXIT_KEY_FILE, as_json) from None
+        raise fail(f"{out}: {exc}", EXIT_KEY_FILE, as_json) from None
     info = _supernode_info(keys)
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
-        console.print(_kv_table(f"SuperNode key pair {name}", info))
-
-
-# =========================================================================== custodians
-
-
-def _ceremony_files(out: Path, n: int) -> list[Path]:
-    shares = [out / f"custodian-{i}.share" for i in range(n)]
-    return [out / custodian.PUBLIC_KEY_FILE, *shares]
-
-
-@custodian_app.command("init")
-def custodian_init_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Ceremony directory (created if missing).")],
-    custodians: Annotated[int, typer.Option("--custodians", help="Number of custodians (all are needed to decrypt).")],
-    bits: Annotated[int, typer.Option("--bits", help="Paillier modulus size.")] = custodian.CEREMONY_MIN_KEY_BITS,
-    password_env: Annotated[
-        list[str] | None,
-        typer.Option("--password-env", help="One per custodian, in order: environment variable holding its password. "
-                     "Without it, each custodian types theirs."),
-    ] = None,
-    force: ForceOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Key ceremony: a split Paillier key, its public key file and one password-protected share per custodian."""
-    try:
-        if custodians < 2:
-            raise _Refused(f"--custodians {custodians}; accepted: at least 2", EXIT_BAD_INPUT)
-        if password_env:
-            if len(password_env) != custodians:
-                raise _Refused(
-                    f"--password-env given {len(password_env)} time(s); expected once per custodian ({custodians})",
-                    EXIT_BAD_INPUT,
-                )
-            passwords = [_password_from_env(v) for v in password_env]
-        else:
-            passwords = [
-                typer.prompt(f"password of custodian {i}", hide_input=True, confirmation_prompt=True, err=True)
-                for i in range(custodians)
-            ]
-        files = _ceremony_files(out, custodians)
-        _refuse_existing(files, force)
-        if force:  # the ceremony writes only into a clean directory; an old share's ledger goes too
-            for p in files:
-                p.unlink(missing_ok=True)
-                custodian.ledger_path(p).unlink(missing_ok=True)
-        if as_json:
-            result = custodian.custodian_init(out, custodians, bits, passwords=passwords)
-        else:
-            with console.status(f"generating a {bits}-bit Paillier key for {custodians} custodians…"):
-                result = custodian.custodian_init(out, custodians, bits, passwords=passwords)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
-    except custodian.CustodianKeyError as exc:
-        raise _fail(str(exc), EXIT_KEY_FILE, as_json) from None
-    info = {
-        "key_id": result.key_id,
-        "bits": bits,
-        "public_key": str(result.public_key_path),
-        "shares": [str(p) for p in result.share_paths],
-    }
-    if as_json:
-        _print_json(info)
-    else:
-        console.print(_kv_table(f"Paillier key {result.key_id[:16]}", info))
-        console.print("Each custodian takes their share away; then wipe this directory (keep the public key).")
-
-
-@custodian_app.command("decrypt")
-def custodian_decrypt_cmd(
-    share: Annotated[Path, typer.Option("--share", help="This custodian's share file.")],
-    request: Annotated[Path, typer.Option("--request", help="The round's decryption request (JSON from the aggregator).")],
-    roster: Annotated[Path, typer.Option("--roster", help="The custodian's own list of member public keys.")],
-    min_participants: Annotated[int, typer.Option("--min-participants", help="Fewest distinct members to reveal a sum of.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the signed partial decryption (JSON).")],
-    password_env: Annotated[
-        str | None, typer.Option("--password-env", help="Environment variable holding the share's password.")
-    ] = None,
-    force: ForceOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Answer a decryption request with this custodian's signed partial decryption, or refuse."""
-    try:
-        _refuse_existing([out], force)
-        members = read_roster(roster)
-        try:
-            request_json = request.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise _Refused(f"{request}: cannot read the request: {exc.strerror}", EXIT_BAD_INPUT) from None
-        password = (
-            _password_from_env(password_env)
-            if password_env
-            else typer.prompt(f"password of {share.name}", hide_input=True, err=True)
-        )
-        partial = custodian.custodian_decrypt(
-            share, password, request_json, roster=members, min_participants=min_participants
-        )
-        _write_text(out, partial + "\n", private=False)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
-    except CustodianRefused as exc:
-        raise _fail(f"refused: {exc}", EXIT_REFUSED, as_json) from None
-    except MalformedMessage as exc:
-        raise _fail(f"{request}: {exc}", EXIT_BAD_INPUT, as_json) from None
-    except custodian.CustodianKeyError as exc:
-        raise _fail(str(exc), EXIT_KEY_FILE, as_json) from None
-    doc = json.loads(partial)
-    info = {
-        "out": str(out),
-        "round_id": doc["round_id"],
-        "key_id": doc["key_id"],
-        "custodian_index": doc["custodian_index"],
-        "contributions": len(doc["contribution_digests"]),
-        "ledger": str(custodian.ledger_path(share)),
-    }
-    if as_json:
-        _print_json(info)
-    else:
-        console.print(_kv_table(f"partial decryption of round {doc['round_id']}", info))
-
-
-@custodian_app.command("show")
-def custodian_show_cmd(
-    path: Annotated[Path, typer.Argument(help="A share file or the ceremony's paillier_public_key.json.")],
-    as_json: JsonOption = False,
-) -> None:
-    """Show the public part of a share (index, key, ledger) or of a public key file; no password needed."""
-    try:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise _Refused(f"{path}: cannot read: {exc.strerror}", EXIT_KEY_FILE) from None
-        except ValueError:
-            raise _Refused(f"{path}: not JSON; accepted: a share file or a Paillier public key file", EXIT_BAD_INPUT) from None
-        if not isinstance(doc, dict):
-            raise _Refused(f"{path}: accepted: a share file or a Paillier public key file", EXIT_BAD_INPUT)
-        is_share = doc.get("format") == custodian.SHARE_FORMAT
-        public = SplitPublicKey.from_dict(doc["public_key"] if is_share else doc)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
-    except (KeyError, TypeError, MalformedMessage, ValueError) as exc:
-        raise _fail(f"{path}: not a share or public key file ({exc})", EXIT_BAD_INPUT, as_json) from None
-    info: dict[str, Any] = {
-        "kind": "share" if is_share else "public key",
-        "key_id": public.key_id,
-        "bits": public.bits,
-        "custodians": len(public.custodians),
-    }
-    if is_share:
-        index = doc.get("custodian_index")
-        info["custodian_index"] = index
-        if isinstance(index, int) and 0 <= index < len(public.custodians):
-            info["signing_public_key"] = public.custodians[index]
-        info["kdf"] = str(doc.get("kdf", {}).get("name"))
-        info["mode"] = _mode(path)
-        ledger = custodian.ledger_path(path)
-        try:
-            info["decrypted_rounds"] = sorted(json.loads(ledger.read_text(encoding="utf-8"))) if ledger.exists() else []
-        except ValueError:
-            info["decrypted_rounds"] = f"{ledger}: unreadable ledger"
-    else:
-        info["custodian_keys"] = list(public.custodians)
-    if as_json:
-        _print_json(info)
-    else:
-        console.print(_kv_table(str(path), info))
+        console.print(kv_table(f"SuperNode key pair {name}", info))
 
 
 # =========================================================================== deployment
@@ -760,16 +479,16 @@ def deployment_cmd(
     """Everything compose/compose.yml needs: TLS, aggregator and node keys, SuperNode keys and the .env secrets."""
     try:
         files = write_deployment(out, nodes, superlink_host or ["superlink"], aggregator_host, force=force)
-    except _Refused as exc:
-        raise _fail(str(exc), exc.code, as_json) from None
+    except Refused as exc:
+        raise fail(str(exc), exc.code, as_json) from None
     except (IdentityError, OSError, ValueError) as exc:
-        raise _fail(f"{out}: {exc}", EXIT_KEY_FILE, as_json) from None
+        raise fail(f"{out}: {exc}", EXIT_KEY_FILE, as_json) from None
     note = None
     if nodes != COMPOSE_NODE_SERVICES:
         note = (f"compose/compose.yml defines node1..node{COMPOSE_NODE_SERVICES}; "
                 f"add or remove node services to match {nodes} node(s)")
     if as_json:
-        _print_json({"out": str(out), "files": [asdict(f) for f in files], "note": note})
+        print_json({"out": str(out), "files": [asdict(f) for f in files], "note": note})
         return
     shown = [WrittenFile(str(Path(f.path).relative_to(out)), f.what, f.holder, f.mode) for f in files]
     console.print(_files_table(f"deployment secrets in {out}", shown))

@@ -4,7 +4,7 @@ Encodings: public keys and signatures travel as base64url of the raw bytes (32 a
 without padding, as in JWK (RFC 8037); readers accept padded input too. A fingerprint is the first
 16 hex characters of SHA-256 over the raw 32 public-key bytes, so it does not depend on padding.
 
-Every verification failure raises :class:`protocols.errors.InvalidSignature` (re-exported here),
+Every verification failure raises :class:`keys.errors.InvalidSignature` (re-exported here),
 whatever the cause: a malformed key, a malformed signature or a wrong signature.
 """
 
@@ -15,7 +15,6 @@ import binascii
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -26,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from protocols.errors import IdentityError, InvalidSignature
+from keys.errors import IdentityError, InvalidSignature
+from keys.files import write_private
 
 __all__ = [
     "Ed25519PrivateKey",
@@ -112,17 +112,7 @@ def save_private_key(
         serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    fd, tmp = tempfile.mkstemp(prefix=".key-", dir=target.parent)  # mkstemp creates with 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(target, pem, overwrite=overwrite)
     return target
 
 

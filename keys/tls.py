@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from keys.files import write_private, write_public
 
 __all__ = [
     "DEFAULT_HOSTS",
@@ -60,19 +61,6 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     if moment.tzinfo is None:
         raise ValueError(f"now={moment!r}: naive datetime; accepted: a timezone-aware datetime")
     return moment
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret file readable by its owner only, atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=".key-", dir=path.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -191,9 +179,10 @@ def write_tls_files(
     ca_key, ca_cert = generate_ca(now=now)
     server_key, server_cert = issue_server_certificate(ca_key, ca_cert, hosts, now=now)
     files = TlsFiles(target / "ca.crt", target / "server.pem", target / "server.key")
-    files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(files.server_key, _key_pem(server_key))
+    # The callers (``pcf keys tls`` / ``deployment``) refuse existing files unless forced.
+    write_public(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), overwrite=True)
+    write_public(files.server_cert, server_cert.public_bytes(serialization.Encoding.PEM), overwrite=True)
+    write_private(files.server_key, _key_pem(server_key), overwrite=True)
     return files
 
 
@@ -208,13 +197,16 @@ def generate_supernode_auth_keys(directory: str | os.PathLike[str], name: str) -
     key = ec.generate_private_key(ec.SECP384R1())
     files = SuperNodeAuthKeys(target / f"{name}.key", target / f"{name}.pub")
     # flower-supernode reads the private key with load_ssh_private_key: OpenSSH format.
-    _write_private(
+    write_private(
         files.private_key,
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
         ),
+        overwrite=True,
     )
-    files.public_key.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
+    write_public(
+        files.public_key,
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n",
+        overwrite=True,
     )
     return files

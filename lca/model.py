@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from protocols.canonical import Kind, digest
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -128,10 +128,8 @@ class Dataset(_Model):
         return self.name.get(lang) or next(iter(self.name.values()), self.uuid)
 
     def content_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the content, version excluded."""
-        data = self.model_dump(mode="json", exclude={"version"})
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """SHA-256 of the canonical encoding (``Kind.DATASET``) of the content, version excluded."""
+        return digest(Kind.DATASET, self.model_dump(mode="json", exclude={"version"}))
 
 
 class Unit(_Model):

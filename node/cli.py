@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,46 +12,73 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from common.console import JsonOption, fail, print_json
+from common.console import err as err_console
 from lca.errors import ImportFailed, LCAError, NotFound, SolverError
 from lca.model import Process
 from node import service
-from node.store import NodeStore, default_db_url
+from node.settings import NodeSettings
+from node.store import NodeStore
 
-__all__ = ["EXIT_IMPORT_FAILED", "EXIT_NOT_FOUND", "EXIT_SOLVER", "node_app", "node_home", "open_store"]
+__all__ = [
+    "EXIT_DATABASE",
+    "EXIT_IMPORT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_SOLVER",
+    "node_app",
+    "node_home",
+    "open_store",
+]
 
 # Exit codes of the node role: 10-19 (see pcf/cli.py for the bands).
 EXIT_IMPORT_FAILED = 10
 EXIT_NOT_FOUND = 11
 EXIT_SOLVER = 12
 EXIT_ROUND = 13
+EXIT_DATABASE = 14
+"""The database cannot be opened, or its schema cannot be used or upgraded."""
 
 node_app = typer.Typer(help="The enterprise node: your unit-process data stays on this machine.",
                        no_args_is_help=True)
+db_app = typer.Typer(help="The node's database schema: its revision, upgrades.", no_args_is_help=True)
+node_app.add_typer(db_app, name="db")
 console = Console()
-err_console = Console(stderr=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: SQLite under $PCF_HOME).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: $PCF_NODE_DB_URL, or SQLite "
+                                                           "under $PCF_NODE_HOME).")]
+
+
+def settings() -> NodeSettings:
+    """The node's settings from the environment (read anew by each command)."""
+    return NodeSettings()
 
 
 def node_home() -> Path:
-    return Path(os.environ.get("PCF_HOME", str(Path.home() / ".pcf" / "node"))).expanduser()
+    return settings().home
 
 
 def open_store(db: str | None) -> NodeStore:
-    return NodeStore(db or os.environ.get("PCF_DB") or default_db_url(node_home()))
+    """The node's store (``--db``, else the settings' URL), its schema upgraded as the settings allow.
 
+    A database that cannot be opened or upgraded ends the command with a named error (exit 14).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    from node.migrations import SchemaError
 
-
-def _fail(message: str, code: int, as_json: bool) -> typer.Exit:
-    if as_json:
-        _print_json({"error": message})
-    else:
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+    cfg = settings()
+    url = db or cfg.database_url
+    try:
+        store = NodeStore(url, auto_upgrade=cfg.db_auto_upgrade)
+    except SchemaError as exc:
+        raise fail(str(exc), EXIT_DATABASE, False) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot open the node database {url}: {type(exc).__name__}: {exc}", EXIT_DATABASE,
+                    False) from None
+    for note in store.notes:
+        if note.startswith("kept"):
+            err_console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+    return store
 
 
 @node_app.command("template")
@@ -73,7 +97,7 @@ def template_cmd(
             shutil.copyfile(src, target)
         written.append(str(target))
     if as_json:
-        _print_json({"written": written})
+        print_json({"written": written})
     else:
         for w in written:
             console.print(f"wrote {w}")
@@ -92,7 +116,7 @@ def import_cmd(
         report = service.import_paths(store, paths, dry_run=dry_run)
     except ImportFailed as exc:
         if as_json:
-            _print_json({"ok": False, "errors": [d.model_dump() for d in exc.diagnostics if d.severity == "error"],
+            print_json({"ok": False, "errors": [d.model_dump() for d in exc.diagnostics if d.severity == "error"],
                          "diagnostics": [d.model_dump() for d in exc.diagnostics]})
         else:
             for d in exc.diagnostics:
@@ -104,7 +128,7 @@ def import_cmd(
     finally:
         store.close()
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return
     for d in report.diagnostics:
         if d.severity == "warning":
@@ -134,7 +158,7 @@ def list_cmd(
     items = [{"uuid": r.uuid, "version": r.version, "name_en": r.name_en, "name_zh": r.name_zh,
               "location": r.location, "classification": r.classification} for r in rows]
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     table = Table(title=f"{kind} ({len(items)})")
     for col in ("uuid", "version", "name (en)", "name (zh)", "location"):
@@ -157,9 +181,9 @@ def show_cmd(
     view = service.store_view(store)
     store.close()
     if ds is None:
-        raise _fail(f"no dataset {uuid}" + (f" version {version}" if version else ""), EXIT_NOT_FOUND, as_json)
+        raise fail(f"no dataset {uuid}" + (f" version {version}" if version else ""), EXIT_NOT_FOUND, as_json)
     if as_json:
-        _print_json(ds.model_dump(mode="json"))
+        print_json(ds.model_dump(mode="json"))
         return
     console.print(f"[bold]{ds.display_name('en')}[/bold]  {ds.name.get('zh', '')}")
     console.print(f"{type(ds).__name__} {ds.uuid} version {ds.version}")
@@ -186,9 +210,9 @@ def history_cmd(uuid: str, db: DbOption = None, as_json: JsonOption = False) -> 
     versions = store.history(uuid)
     store.close()
     if not versions:
-        raise _fail(f"no dataset {uuid}", EXIT_NOT_FOUND, as_json)
+        raise fail(f"no dataset {uuid}", EXIT_NOT_FOUND, as_json)
     if as_json:
-        _print_json([v.model_dump(mode="json") for v in versions])
+        print_json([v.model_dump(mode="json") for v in versions])
         return
     table = Table(title=f"history of {uuid}")
     for col in ("#", "version", "stored at", "import", "content sha256"):
@@ -206,11 +230,11 @@ def diff_cmd(uuid: str, v1: str, v2: str, db: DbOption = None, as_json: JsonOpti
     try:
         changes = service.diff_versions(store, uuid, v1, v2)
     except NotFound as exc:
-        raise _fail(str(exc), EXIT_NOT_FOUND, as_json) from None
+        raise fail(str(exc), EXIT_NOT_FOUND, as_json) from None
     finally:
         store.close()
     if as_json:
-        _print_json({"uuid": uuid, "from": v1, "to": v2, "changes": [c.to_dict() for c in changes]})
+        print_json({"uuid": uuid, "from": v1, "to": v2, "changes": [c.to_dict() for c in changes]})
         return
     table = Table(title=f"{uuid}: {v1} -> {v2}")
     for col in ("direction", "flow", "unit", v1, v2, "change"):
@@ -240,16 +264,16 @@ def footprint_cmd(
         bundle = service.store_view(store)
         result = footprint(bundle, uuid.lower(), method=method, tree_depth=tree)
     except SolverError as exc:
-        raise _fail(str(exc), EXIT_SOLVER, as_json) from None
+        raise fail(str(exc), EXIT_SOLVER, as_json) from None
     except (NotFound, KeyError) as exc:
-        raise _fail(f"cannot compute the footprint of {uuid}: {exc}", EXIT_NOT_FOUND, as_json) from None
+        raise fail(f"cannot compute the footprint of {uuid}: {exc}", EXIT_NOT_FOUND, as_json) from None
     except LCAError as exc:
-        raise _fail(str(exc), EXIT_SOLVER, as_json) from None
+        raise fail(str(exc), EXIT_SOLVER, as_json) from None
     finally:
         store.close()
     data = result.to_dict()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     from lca.units import reference_unit
 
@@ -296,17 +320,17 @@ def export_cmd(
 ) -> None:
     """Export the store, or some processes, as an ILCD zip or an openLCA JSON-LD zip."""
     if fmt not in ("ilcd", "jsonld"):
-        raise _fail(f"unknown format {fmt!r}; accepted: ilcd, jsonld", 2, as_json)
+        raise fail(f"unknown format {fmt!r}; accepted: ilcd, jsonld", 2, as_json)
     store = open_store(db)
     try:
         bundle = service.export_bundle(store, fmt, out, process)
     except NotFound as exc:
-        raise _fail(str(exc), EXIT_NOT_FOUND, as_json) from None
+        raise fail(str(exc), EXIT_NOT_FOUND, as_json) from None
     finally:
         store.close()
     counts = {k: v for k, v in bundle.counts().items() if v}
     if as_json:
-        _print_json({"written": str(out), "format": fmt, "counts": counts})
+        print_json({"written": str(out), "format": fmt, "counts": counts})
     else:
         console.print(f"wrote {out} ({fmt}): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
@@ -315,7 +339,7 @@ def export_cmd(
 
 
 def _round_error(exc: Exception, as_json: bool) -> typer.Exit:
-    return _fail(str(exc), EXIT_ROUND, as_json)
+    return fail(str(exc), EXIT_ROUND, as_json)
 
 
 @node_app.command("preview")
@@ -329,18 +353,18 @@ def preview_cmd(
 ) -> None:
     """Show, on this machine only, exactly the vector this node would contribute, with units."""
     from node import rounds
-    from protocols.errors import ProtocolError
+    from protocols.errors import KeysError, ProtocolError
 
     store = open_store(db)
     try:
         p = rounds.preview(store, round_id, process, confirm_zeros=confirm_zeros)
-    except (ProtocolError, LCAError) as exc:
+    except (ProtocolError, KeysError, LCAError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
         store.close()
     data = p.to_dict()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     console.print(f"[bold]Round {round_id}[/bold]: {p.spec.product.name_en} / {p.spec.product.name_zh}, "
                   f"{p.spec.region}, protocol {p.spec.protocol}")
@@ -369,17 +393,17 @@ def approve_cmd(
 ) -> None:
     """Record consent to contribute exactly the previewed vector; nothing is sent without it."""
     from node import rounds
-    from protocols.errors import ProtocolError
+    from protocols.errors import KeysError, ProtocolError
 
     store = open_store(db)
     try:
         p = rounds.approve(store, round_id, process, confirm_zeros=confirm_zeros, approved_by=by)
-    except (ProtocolError, LCAError) as exc:
+    except (ProtocolError, KeysError, LCAError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
         store.close()
     if as_json:
-        _print_json({"round_id": round_id, "process": p.mapping.process_uuid,
+        print_json({"round_id": round_id, "process": p.mapping.process_uuid,
                      "process_version": p.mapping.process_version, "vector_sha256": p.digest})
     else:
         console.print(f"approved round {round_id} with process {p.mapping.process_uuid} "
@@ -402,7 +426,7 @@ def outbox_cmd(
                                     "recipient": r.recipient, "stage": r.stage, "size": r.size, "sha256": r.sha256}
                                    for r in rows]
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     table = Table(title=f"outbox ({len(items)} messages)")
     for col in ("sent at", "round", "recipient", "stage", "bytes", "sha256"):
@@ -438,7 +462,7 @@ def init_cmd(as_json: JsonOption = False) -> None:
     data = {"home": str(home), "identity_public_key": pub, "fingerprint": fingerprint(pub),
             "supernode_public_key": str(home / "supernode" / "supernode.pub")}
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         for k, v in data.items():
             console.print(f"{k}: {v}")
@@ -456,7 +480,7 @@ def enroll_cmd(
 ) -> None:
     """Enrol this node with an aggregator (identity key + SuperNode key); an administrator approves it."""
     from node.client import AggregatorClient, NodeClientError
-    from protocols.errors import ProtocolError
+    from protocols.errors import KeysError, ProtocolError
 
     if not (node_home() / "identity.pem").exists():
         init_cmd(as_json=False)
@@ -464,12 +488,12 @@ def enroll_cmd(
     try:
         supernode_pub = (node_home() / "supernode" / "supernode.pub").read_text().strip()
         me = AggregatorClient(store, node_home(), url).enroll(org_zh, org_en, supernode_pub, aggregator_key)
-    except (NodeClientError, ProtocolError, OSError) as exc:
+    except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
         store.close()
     if as_json:
-        _print_json(me)
+        print_json(me)
     else:
         console.print(f"enrolled as member {me.get('id')} ({me.get('fingerprint')}), status {me.get('status')}")
 
@@ -483,19 +507,19 @@ def rounds_cmd(
     """Fetch round invitations (spec and roster signatures checked against the enrolled aggregator key)."""
     from node import rounds
     from node.client import AggregatorClient, NodeClientError
-    from protocols.errors import ProtocolError
+    from protocols.errors import KeysError, ProtocolError
 
     store = open_store(db)
     try:
         if not offline:
             AggregatorClient(store, node_home()).fetch_invitations()
         items = rounds.list_invitations(store)
-    except (NodeClientError, ProtocolError, OSError) as exc:
+    except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
         store.close()
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     table = Table(title="round invitations")
     for col in ("round", "product", "region", "period", "protocol", "deadline", "approved"):
@@ -514,16 +538,68 @@ def contribute_cmd(
 ) -> None:
     """Encrypt the approved vector to the custodians' joint key and send it (paillier rounds)."""
     from node.client import AggregatorClient, NodeClientError
-    from protocols.errors import ProtocolError
+    from protocols.errors import KeysError, ProtocolError
 
     store = open_store(db)
     try:
         receipt = AggregatorClient(store, node_home()).contribute_paillier(round_id)
-    except (NodeClientError, ProtocolError, OSError) as exc:
+    except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
         store.close()
     if as_json:
-        _print_json(receipt)
+        print_json(receipt)
     else:
         console.print(f"contributed to {round_id}: receipt {receipt}")
+
+
+# -- database schema ---------------------------------------------------------------------------
+
+
+def _schema_command(db: str | None, as_json: bool, upgrade: bool) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from node import migrations
+    from node.store import make_engine
+
+    url = db or settings().database_url
+    engine = make_engine(url)
+    try:
+        before = migrations.current(engine)
+        notes = migrations.upgrade(engine) if upgrade else []
+        after = migrations.current(engine) if upgrade else before
+    except migrations.SchemaError as exc:
+        raise fail(str(exc), EXIT_DATABASE, as_json) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot open the node database {url}: {type(exc).__name__}: {exc}", EXIT_DATABASE,
+                    as_json) from None
+    finally:
+        engine.dispose()
+    data: dict[str, Any] = {"database": engine.url.render_as_string(hide_password=True), "revision": after,
+                            "head": migrations.head(), "up_to_date": after == migrations.head()}
+    if upgrade:
+        data |= {"from": before, "notes": notes}
+    if as_json:
+        print_json(data)
+        return
+    if upgrade:
+        console.print(f"{data['database']}: {before or 'empty'} -> {after}", highlight=False, soft_wrap=True)
+        for note in notes:
+            style = "yellow" if note.startswith("kept") else "default"
+            console.print(f"[{style}]{note}[/{style}]", highlight=False, soft_wrap=True)
+    else:
+        state = "up to date" if data["up_to_date"] else f"behind: run `pcf node db upgrade` to reach {data['head']}"
+        console.print(f"{data['database']}: revision {after or 'none (empty)'} ({state})", highlight=False,
+                      soft_wrap=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Upgrade the database to this release's schema (a release 0.1 database is recognised and adopted)."""
+    _schema_command(db, as_json, upgrade=True)
+
+
+@db_app.command("current")
+def db_current_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Print the database's schema revision and whether it is the one this release needs."""
+    _schema_command(db, as_json, upgrade=False)

@@ -6,7 +6,6 @@ body the node sends is appended to its outbox before it leaves.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from node.rounds import (
 from node.store import NodeStore
 from protocols import paillier
 from protocols.auth import sign_enrollment, sign_request
+from protocols.canonical import canonical_json
 from protocols.errors import InvalidSignature
 from protocols.roster import SignedRoster
 from protocols.spec import SignedSpec
@@ -35,6 +35,7 @@ from protocols.spec import SignedSpec
 __all__ = ["PAILLIER_KEY_SETTING", "AggregatorClient", "NodeClientError", "identity_path"]
 
 PAILLIER_KEY_SETTING = "paillier_public_key_sha256"
+"""The custodians' joint key this node encrypts to: its ``key_id`` (``canonical.digest(Kind.PAILLIER_KEY, ...)``)."""
 
 
 class NodeClientError(RuntimeError):
@@ -133,17 +134,16 @@ class AggregatorClient:
         raw = self.store.get_setting(f"paillier_key:{round_id}")
         if raw is None:
             raise ConsentError(f"no encryption key for round {round_id}; run `pcf node rounds` first")
-        key_doc = json.loads(raw)
-        digest = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
+        # key_id is the key's canonical digest (from_dict refuses one that does not match n and custodians)
+        public = paillier.SplitPublicKey.from_dict(json.loads(raw))
         pinned = self.store.get_setting(PAILLIER_KEY_SETTING)
-        if pinned is not None and pinned != digest:
+        if pinned is not None and pinned != public.key_id:
             raise InvalidSignature(
-                f"round {round_id} asks to encrypt to key {digest[:16]}, not the custodians' key this node pinned "
+                f"round {round_id} asks to encrypt to key {public.key_id[:16]}, not the custodians' key this node pinned "
                 f"({pinned[:16]}); refusing: only the custodians' joint key keeps contributions private")
         _spec, contribution = approved_contribution(self.store, round_id)
-        public = paillier.SplitPublicKey.from_dict(key_doc)
         signed = paillier.encrypt_contribution(public, paillier.spec_layout(spec), contribution.ints, round_id, self.key)
-        body = json.dumps(signed.to_dict(), separators=(",", ":")).encode()
+        body = canonical_json(signed.to_dict())
         path = f"/api/v1/rounds/{round_id}/contributions"
         resp = self._signed("POST", path, body, round_id=round_id, stage="paillier:contribution")
         _raise_for(resp, f"contributing to round {round_id}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from lca.errors import LCAError, UnitError
 from lca.model import Bundle, Process
 from lca.units import convert, unit_factor
+from protocols.canonical import Kind, digest
 from protocols.contribution import Contribution, build_contribution
 from protocols.errors import ContributionError
 from protocols.spec import Component, RoundSpec, spec_hash
@@ -145,10 +144,8 @@ def make_contribution(spec: RoundSpec, mapping: ProcessMapping, confirm_zeros: b
 
 
 def contribution_digest(spec: RoundSpec, contribution: Contribution) -> str:
-    """SHA-256 binding the round spec and the exact integers the firm approved."""
-    blob = json.dumps({"spec": spec_hash(spec), "ints": [int(i) for i in contribution.ints]},
-                      separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
+    """SHA-256 binding the round spec and the exact integers the firm approved (63-bit, so decimal strings)."""
+    return digest(Kind.CONSENT, {"spec": spec_hash(spec), "ints": [str(int(i)) for i in contribution.ints]})
 
 
 def preview_rows(spec: RoundSpec, mapping: ProcessMapping, contribution: Contribution) -> list[dict[str, Any]]:

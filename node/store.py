@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, UniqueConstraint, event
+from sqlalchemy import Engine, MetaData, UniqueConstraint, event
+from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from lca.model import KIND_TYPES, Bundle, Dataset, Process, bump_version, dataset_kind
@@ -26,11 +27,14 @@ __all__ = [
     "ImportRecord",
     "InvitationRow",
     "NodeStore",
+    "NodeTable",
     "OutboxRow",
     "SettingRow",
     "VersionInfo",
     "default_db_url",
     "engine_url",
+    "make_engine",
+    "node_metadata",
     "version_key",
 ]
 
@@ -39,7 +43,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class DatasetVersion(SQLModel, table=True):
+class NodeTable(SQLModel, registry=registry()):
+    """Base of the node's tables: their own registry and metadata, so a node database holds only them.
+
+    (Tables on SQLModel's global metadata would also bring in the aggregator's when both roles are
+    imported in one process.) The schema is owned by the Alembic migrations in ``node/migrations``.
+    """
+
+
+node_metadata: MetaData = NodeTable.metadata
+"""The node's tables, and only them."""
+
+
+class DatasetVersion(NodeTable, table=True):
     __tablename__ = "dataset_version"
     __table_args__ = (UniqueConstraint("kind", "uuid", "version"),)
 
@@ -60,7 +76,7 @@ class DatasetVersion(SQLModel, table=True):
     """The dataset as JSON (lca.model)."""
 
 
-class ExchangeRow(SQLModel, table=True):
+class ExchangeRow(NodeTable, table=True):
     __tablename__ = "exchange"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -75,7 +91,7 @@ class ExchangeRow(SQLModel, table=True):
     is_reference: bool = False
 
 
-class ImportRecord(SQLModel, table=True):
+class ImportRecord(NodeTable, table=True):
     __tablename__ = "import_record"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -86,7 +102,7 @@ class ImportRecord(SQLModel, table=True):
     diagnostics: str = "[]"
 
 
-class InvitationRow(SQLModel, table=True):
+class InvitationRow(NodeTable, table=True):
     """A round invitation as received (signed spec JSON), checked against the enrolled aggregator key."""
 
     __tablename__ = "invitation"
@@ -97,7 +113,7 @@ class InvitationRow(SQLModel, table=True):
     received_at: datetime = Field(default_factory=_now)
 
 
-class ConsentRow(SQLModel, table=True):
+class ConsentRow(NodeTable, table=True):
     """The firm's approval of one contribution: which round, which process version, which vector."""
 
     __tablename__ = "consent"
@@ -112,7 +128,7 @@ class ConsentRow(SQLModel, table=True):
     approved_at: datetime = Field(default_factory=_now)
 
 
-class OutboxRow(SQLModel, table=True):
+class OutboxRow(NodeTable, table=True):
     """One message that left the node."""
 
     __tablename__ = "outbox"
@@ -126,7 +142,7 @@ class OutboxRow(SQLModel, table=True):
     sha256: str
 
 
-class SettingRow(SQLModel, table=True):
+class SettingRow(NodeTable, table=True):
     __tablename__ = "node_setting"
 
     key: str = Field(primary_key=True)
@@ -156,6 +172,16 @@ def engine_url(url: str) -> str:
     return url
 
 
+def make_engine(url: str) -> Engine:
+    """The SQLAlchemy engine of a node database URL (a SQLite file's folder is created)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(engine_url(url))
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
@@ -177,17 +203,23 @@ def _header(ds: Dataset) -> dict[str, Any]:
 class NodeStore:
     """All datasets of one node, every version, behind one small interface.
 
-    The constructor takes a URL: ``sqlite:///path`` (default) or ``postgresql://...``.
+    The constructor takes a URL: ``sqlite:///path`` (default) or ``postgresql://...``, and brings
+    the database to the schema this code needs (:mod:`node.migrations`): a SQLite file always, a
+    PostgreSQL database unless ``auto_upgrade`` is false, in which case a database that is not at
+    the head revision is refused with :class:`node.migrations.SchemaError` (run ``pcf node db upgrade``).
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, auto_upgrade: bool = True):
+        from node import migrations
+
         self.url = url
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(engine_url(url))
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine)
+        self.engine: Engine = make_engine(url)
+        try:
+            self.notes = migrations.prepare(self.engine, auto_upgrade=auto_upgrade or url.startswith("sqlite"))
+            """What the upgrade at opening did, if it did anything (e.g. foreign tables it kept)."""
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()

@@ -6,14 +6,14 @@ Exit codes come in bands per component: 1-9 general (2: usage), 10-19 node, 20-2
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from typing import Annotated
 
 import typer
 
 from aggregator.cli import agg_app
+from common.console import JsonOption, fail, out, print_json
+from custodian.cli import custodian_app
 from keys.cli import keys_app
 from node.cli import node_app
 from pcf.demo import demo_cmd
@@ -34,7 +34,8 @@ app = typer.Typer(
 )
 app.add_typer(node_app, name="node", help="The enterprise node: your unit-process data stays on this machine.")
 app.add_typer(agg_app, name="agg", help="The association's aggregator.")
-app.add_typer(keys_app, name="keys", help="Identities, TLS material and key custodians.")
+app.add_typer(keys_app, name="keys", help="Identities, TLS material and deployment secrets.")
+app.add_typer(custodian_app, name="custodian", help="Key custodians of paillier rounds: ceremony and partial decryption.")
 app.command("demo")(demo_cmd)
 
 
@@ -45,30 +46,27 @@ def verify_cmd(
     version: Annotated[str | None, typer.Option(help="A factor version; the latest by default.")] = None,
     aggregator_key: Annotated[str | None, typer.Option(help="The aggregator's public key as published (pins it).")]
     = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check a factor against the transparency log: hashes, signatures, and the numbers recomputed."""
     import httpx
-    from rich.console import Console
 
-    from aggregator.verify import verify_factor
+    from pcf.verify import verify_factor
 
     try:
         report = verify_factor(factor_id, from_url, version=version, aggregator_public_key=aggregator_key)
     except httpx.HTTPError as exc:
-        Console(stderr=True).print(f"[red]cannot reach {from_url}: {exc}[/red]")
-        raise typer.Exit(EXIT_VERIFY_UNREACHABLE) from None
-    data = report.model_dump(mode="json") if hasattr(report, "model_dump") else dict(vars(report))
+        raise fail(f"cannot reach {from_url}: {exc}", EXIT_VERIFY_UNREACHABLE, as_json) from None
+    data = report.model_dump(mode="json")
     if as_json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+        print_json(data)
     else:
-        console = Console()
         if data.get("ok"):
-            console.print(f"[green]verified[/green]: factor {factor_id} matches the log "
-                          f"({len(data.get('checks', []))} checks)")
+            out.print(f"[green]verified[/green]: factor {factor_id} matches the log "
+                      f"({len(data.get('checks', []))} checks)")
         else:
-            console.print(f"[red]NOT verified[/red]: entry {data.get('break_seq')}: {data.get('reason')}")
+            out.print(f"[red]NOT verified[/red]: entry {data.get('break_seq')}: {data.get('reason')}")
         for item in data.get("unverified", []) or []:
-            console.print(f"  not checkable: {item}")
+            out.print(f"  not checkable: {item}")
     if not data.get("ok"):
         raise typer.Exit(EXIT_VERIFY_FAILED)

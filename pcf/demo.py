@@ -182,7 +182,7 @@ def run_demo(
         custodian_dir = root / "custodians"
         if protocol == "paillier":
             with progress.step("key ceremony: Paillier key split between 2 custodians"):
-                from keys.custodian import custodian_init
+                from custodian.ceremony import custodian_init
 
                 custodian_init(custodian_dir, 2, 2048, passwords=list(CUSTODIAN_PASSWORDS))
                 extra["PCF_AGG_PAILLIER_PUBLIC_KEY_PATH"] = str(custodian_dir / "paillier_public_key.json")
@@ -250,7 +250,7 @@ def run_demo(
             full = _check(httpx.get(f"{api}/api/v1/factors/{summary['factor_id']}", timeout=30), "reading factor")
             factor = {**full, **summary}
         with progress.step("pcf verify: hash chain, signatures, recomputation"):
-            from aggregator.verify import verify_factor
+            from pcf.verify import verify_factor
 
             report = verify_factor(factor["factor_id"], api)
             verify = report.model_dump(mode="json") if hasattr(report, "model_dump") else dict(vars(report))
@@ -277,7 +277,7 @@ def run_demo(
 
 def _decrypt_with_custodians(admin: httpx.Client, round_id: str, custodian_dir: Path, keys_dir: Path,
                              min_participants: int) -> None:
-    from keys.custodian import custodian_decrypt
+    from custodian.decrypt import custodian_decrypt
 
     request = _check(admin.get(f"/api/v1/rounds/{round_id}/decryption-request"), "decryption request")
     members = _check(admin.get("/api/v1/members/keys"), "member keys")

@@ -8,8 +8,9 @@ A member request carries three headers:
     Unix time in seconds with microseconds (``1735689600.123456``). Ed25519 signatures are
     deterministic, so the fraction tells two identical requests apart;
 ``X-PCF-Signature``
-    base64url Ed25519 signature over :func:`request_message`:
-    ``METHOD \\n PATH[?QUERY] \\n TIMESTAMP \\n hex(sha256(BODY))``.
+    base64url Ed25519 signature over :func:`request_message`: the canonical encoding
+    (``protocols.canonical``, kind ``member-request/v1``) of ``method``, ``path`` (with the query),
+    ``timestamp`` and ``body_sha256`` (hex SHA-256 of the raw body).
 
 Both roles use this module: a node signs, the aggregator checks.
 """
@@ -17,13 +18,13 @@ Both roles use this module: a node signs, the aggregator checks.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
 from keys import identity
+from protocols.canonical import Kind, encode
 
 __all__ = [
     "HEADER_KEY",
@@ -60,14 +61,14 @@ class EnrollmentRequest(BaseModel):
 def enrollment_message(
     org_name_zh: str, org_name_en: str, identity_public_key: str, supernode_public_key: str
 ) -> bytes:
-    """The bytes an enrolment signature covers: canonical JSON of the four enrolment fields."""
+    """The bytes an enrolment signature covers: the canonical encoding of the four enrolment fields."""
     fields = {
         "org_name_en": org_name_en,
         "org_name_zh": org_name_zh,
         "identity_public_key": identity_public_key,
         "supernode_public_key": supernode_public_key,
     }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode(Kind.ENROLMENT, fields)
 
 
 def sign_enrollment(key: Any, org_name_zh: str, org_name_en: str, supernode_public_key: str) -> EnrollmentRequest:
@@ -111,7 +112,8 @@ def request_message(method: str, path: str, timestamp: str, body_sha256: str) ->
     body_sha256
         Lowercase hex SHA-256 of the raw body (of ``b""`` when there is none).
     """
-    return f"{method.upper()}\n{path}\n{timestamp}\n{body_sha256}".encode()
+    document = {"method": method.upper(), "path": path, "timestamp": timestamp, "body_sha256": body_sha256}
+    return encode(Kind.MEMBER_REQUEST, document)
 
 
 def sign_request(key: Any, method: str, path: str, body: bytes, now: datetime) -> dict[str, str]:

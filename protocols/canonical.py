@@ -53,6 +53,8 @@ class Kind(StrEnum):
     SECAGG = "secagg/v1"
     PACT_TOKEN = "pact-token/v1"
     FACTOR = "factor/v1"
+    FACTOR_PACKAGE = "factor-package/v1"
+    HISTOGRAM_COMMITMENT = "histogram-commitment/v1"
 
 
 class CanonicalError(ValueError):

@@ -48,11 +48,9 @@ from protocols.spec import (
 
 __all__ = [
     "Contribution",
-    "FirmInput",
     "PreviewRow",
     "Slot",
     "build_contribution",
-    "example_firms",
     "footprint_from_components",
     "vector_layout",
 ]
@@ -371,33 +369,3 @@ def footprint_from_components(spec: RoundSpec, values: Mapping[str, float]) -> d
         for gas, factor in by_gas.items():
             totals[gas] += x * Fraction(factor)
     return {gas: float(v) for gas, v in totals.items()}
-
-
-@dataclass(frozen=True)
-class FirmInput:
-    """The plaintext inputs of one (fictitious) firm, for demos and tests."""
-
-    name: str
-    values: dict[str, float]
-    weight: float
-    footprint_by_gas: dict[str, float]
-
-
-def example_firms(spec: RoundSpec) -> list[FirmInput]:
-    """Four fictitious smelters for :func:`protocols.spec.example_spec` (values per t of aluminium).
-
-    Their footprints follow the round's background exactly (:func:`footprint_from_components`), so
-    the linearity cross-check of :mod:`protocols.stats` closes to rounding. The weights give a
-    concentration of about 0.56, just under the default dominance threshold 0.6.
-    """
-    table = [  # name, production t, alumina t, anode t, electricity kWh, CO2 kg, CF4 kg, C2F6 kg
-        ("Smelter A", 1_200_000, 1.925, 0.415, 13_350.0, 1525.0, 0.032, 0.0035),
-        ("Smelter B", 450_000, 1.930, 0.430, 13_620.0, 1570.0, 0.048, 0.0052),
-        ("Smelter C", 800_000, 1.918, 0.405, 13_180.0, 1490.0, 0.025, 0.0028),
-        ("Smelter D", 300_000, 1.945, 0.445, 13_900.0, 1630.0, 0.071, 0.0089),
-    ]
-    firms: list[FirmInput] = []
-    for name, production, *amounts in table:
-        values = {c.flow: float(a) for c, a in zip(spec.components, amounts, strict=True)}
-        firms.append(FirmInput(str(name), values, float(production), footprint_from_components(spec, values)))
-    return firms

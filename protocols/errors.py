@@ -6,24 +6,32 @@ Exception tree::
     ├── SpecError              a round spec is inconsistent or a sum could overflow (also a ValueError)
     ├── EncodingError          a value cannot be put in fixed point or in the ring (also a ValueError)
     ├── ContributionError      a firm's values do not fit the round spec (also a ValueError)
-    ├── AggregationError       summed vectors are inconsistent with the spec or with each other;
-    │                          the secure-aggregation protocols raise it when a round cannot complete
+    └── AggregationError       summed vectors are inconsistent with the spec or with each other;
+                               the secure-aggregation protocols raise it when a round cannot complete
+
+    keys.errors.KeysError      (re-exported here, the same classes)
     ├── IdentityError          a key file or an encoded public key cannot be read (also a ValueError)
     └── InvalidSignature       a signature does not verify; deliberately opaque: it never says
                                whether the key, the encoding or the signed bytes were wrong
 
-``InvalidSignature`` lives here, not in ``keys``, because spec verification (``protocols.spec``)
-raises it as well; ``keys.identity`` re-exports it so either import works.
+``IdentityError`` and ``InvalidSignature`` live in ``keys.errors``, the ground floor, since
+``keys.identity`` raises them and imports nothing of ``protocols``; spec and roster verification
+raise them as well. They do not derive from ``ProtocolError``: a caller that reports every failure of a
+protocol step catches :data:`PROTOCOL_FAILURES`.
 """
 
 from __future__ import annotations
 
+from keys.errors import IdentityError, InvalidSignature, KeysError
+
 __all__ = [
+    "PROTOCOL_FAILURES",
     "AggregationError",
     "ContributionError",
     "EncodingError",
     "IdentityError",
     "InvalidSignature",
+    "KeysError",
     "ProtocolError",
     "SpecError",
 ]
@@ -78,12 +86,5 @@ class AggregationError(ProtocolError):
     """Summed vectors do not match the spec (length, count slot, histogram) or contradict each other."""
 
 
-class IdentityError(ProtocolError, ValueError):
-    """A private-key file or an encoded public key cannot be read or has the wrong type or mode."""
-
-
-class InvalidSignature(ProtocolError):
-    """A signature does not verify. Opaque on purpose: the message never says why."""
-
-    def __init__(self, message: str = "signature does not verify"):
-        super().__init__(message)
+PROTOCOL_FAILURES: tuple[type[Exception], ...] = (ProtocolError, KeysError)
+"""Every error a protocol step can raise: its own tree and the signature/identity errors of ``keys``."""

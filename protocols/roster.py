@@ -10,17 +10,14 @@ to anyone who checks the log.
 
 from __future__ import annotations
 
-import json
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict
 
 from keys import identity
+from protocols.canonical import Kind, encode
 from protocols.errors import InvalidSignature
 
 __all__ = ["SignedRoster", "roster_message", "sign_roster", "verify_roster"]
-
-_DOMAIN = b"pcf-dataspace/round-roster/v1\0"
 
 
 class SignedRoster(BaseModel):
@@ -34,8 +31,9 @@ class SignedRoster(BaseModel):
 
 
 def roster_message(round_id: str, spec_hash: str, roster: dict[str, str]) -> bytes:
-    body = {"round_id": round_id, "spec_hash": spec_hash, "roster": {str(k): v for k, v in sorted(roster.items())}}
-    return _DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    """The bytes a roster signature covers: the canonical encoding of round id, spec hash and roster."""
+    body = {"round_id": round_id, "spec_hash": spec_hash, "roster": {str(k): v for k, v in roster.items()}}
+    return encode(Kind.ROSTER, body)
 
 
 def sign_roster(key: Ed25519PrivateKey, round_id: str, spec_hash: str,

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from protocols.canonical import Kind, encode
 from protocols.errors import (
     AggregationError,
     EncodingError,
@@ -27,7 +28,6 @@ from protocols.errors import (
     ProtocolError,
 )
 from protocols.secagg_crypto import (
-    DOMAIN,
     FIELD_PRIME,
     RandBytes,
     VerificationFailed,
@@ -37,7 +37,6 @@ from protocols.secagg_crypto import (
     derive_key,
     ed25519_sign,
     ed25519_verify,
-    encode_fields,
     encode_share,
     keyed_hash,
     prg_uint64,
@@ -110,6 +109,11 @@ class Label:
     PAIRWISE_MASK = "pairwise-mask"
     SELF_MASK = "self-mask"
     GRAPH = "graph"
+
+
+def _kind(label: str) -> str:
+    """The canonical-encoding kind of a signed, hashed or authenticated protocol message: ``secagg/v1/<label>``."""
+    return f"{Kind.SECAGG}/{label}"
 
 
 class ClientPhase(StrEnum):
@@ -283,7 +287,8 @@ class RoundParams:
     @cached_property
     def graph_seed(self) -> bytes:
         """Public seed of the neighbourhood graph: a hash of the round id and the participants."""
-        return hashlib.sha256(encode_fields(DOMAIN, Label.GRAPH, self.round_id, *self.participants)).digest()
+        document = {"round_id": self.round_id, "participants": [str(p) for p in self.participants]}
+        return hashlib.sha256(encode(_kind(Label.GRAPH), document)).digest()
 
     def x_of(self, node: int) -> int:
         """Shamir x coordinate of ``node`` (its position in ``participants`` plus one)."""
@@ -442,10 +447,19 @@ class AggregateResult:
 
 
 def advertisement_payload(round_id: str, sender: int, index: int, cipher_pk: bytes, mask_pk: bytes) -> bytes:
-    """Bytes a node signs to advertise its keys: domain, round, stage, node id, index, both keys."""
-    return encode_fields(
-        DOMAIN, Label.ADVERTISEMENT, round_id, Stage.ADVERTISE_KEYS.value, sender, index, cipher_pk, mask_pk
-    )
+    """Bytes a node signs to advertise its keys: the canonical encoding of round, stage, node id, index, both keys.
+
+    Node ids are 64-bit, so they travel as decimal strings (RFC 8785 carries integers up to 2**53 only).
+    """
+    document = {
+        "round_id": round_id,
+        "stage": Stage.ADVERTISE_KEYS.value,
+        "sender": str(sender),
+        "index": index,
+        "cipher_pk": _b64(cipher_pk),
+        "mask_pk": _b64(mask_pk),
+    }
+    return encode(_kind(Label.ADVERTISEMENT), document)
 
 
 def _verify_advertisement(ad: KeyAdvertisement, params: RoundParams, roster: Mapping[int, Ed25519PublicKey]) -> None:
@@ -474,7 +488,8 @@ def _share_key(own_cipher_sk: bytes, peer_cipher_pk: bytes, round_id: str, sende
 
 
 def _share_aad(round_id: str, sender: int, recipient: int) -> bytes:
-    return encode_fields(DOMAIN, Label.SHARE_AAD, round_id, Stage.SHARE_KEYS.value, sender, recipient)
+    document = {"round_id": round_id, "stage": Stage.SHARE_KEYS.value, "sender": str(sender), "recipient": str(recipient)}
+    return encode(_kind(Label.SHARE_AAD), document)
 
 
 def _pairwise_mask(

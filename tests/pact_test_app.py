@@ -20,18 +20,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+from example_round import example_firms, example_flow_uuid, example_spec
 from fastapi import FastAPI
 
 from aggregator import factors_api, pact
-from protocols.contribution import build_contribution, example_firms
+from protocols.contribution import build_contribution
 from protocols.encoding import ring_sum
 from protocols.factor import LibraryLevel, PublishedFactor, build_factor
 from protocols.spec import (
     Product,
     ReferencePeriod,
     RoundSpec,
-    example_flow_uuid,
-    example_spec,
 )
 from protocols.stats import AggregateStatistics, aggregate_statistics
 

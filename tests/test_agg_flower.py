@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from example_round import example_firms, example_spec
 from flwr.app import Context, RecordDict
 from pydantic import SecretStr
 
@@ -29,7 +29,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store import MemberRow, Store, open_store
 from keys import identity
 from pcf.flower_app import plain_server_app, read_records
-from protocols.contribution import build_contribution, example_firms
+from protocols.contribution import build_contribution
 from protocols.flower_apps import (
     InProcessGrid,
     NodeConfigKey,
@@ -37,7 +37,7 @@ from protocols.flower_apps import (
     plain_client_app,
 )
 from protocols.roster import verify_roster
-from protocols.spec import RoundSpec, example_spec, spec_hash, vector_layout
+from protocols.spec import RoundSpec, spec_hash, vector_layout
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 SUPERNODE_KEY = "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQ= node"
@@ -237,19 +237,6 @@ def test_settings_accept_the_short_root_certificate_variable(monkeypatch: pytest
         admin_token=SecretStr("admin-token-0123456789abcdef"), pact_client_secret=SecretStr("pact-secret-0123456789")
     )
     assert (s.superlink_root_certificates, s.flwr_home_dir) == (tmp_path / "ca.crt", tmp_path / "flwr")
-
-
-def test_a_database_from_before_node_ids_gains_the_column(tmp_path: Path) -> None:
-    db = tmp_path / "old.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "CREATE TABLE member (id INTEGER PRIMARY KEY, fingerprint VARCHAR, org_name_zh VARCHAR, org_name_en VARCHAR,"
-            " identity_public_key VARCHAR, supernode_public_key VARCHAR, status VARCHAR, created_at DATETIME,"
-            " updated_at DATETIME)"
-        )
-    store = open_store(f"sqlite:///{db}")
-    (member_id,) = add_members(store, 1)
-    assert members.approve_member(store, member_id, NOW, lambda key: "7").flower_node_id == "7"
 
 
 # ---------------------------------------------------------------------------------------- roster

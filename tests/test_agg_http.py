@@ -16,21 +16,21 @@ import httpx
 import pytest
 from agg_server import AggServer
 from conftest import free_port
+from example_round import example_firms, example_spec
 from typer.testing import CliRunner
 
 from aggregator.cli import agg_app
 from aggregator.delivery import FactorPackage, package_message, publish_to
 from aggregator.errors import DeliveryFailed
-from aggregator.verify import verify_factor
 from keys import identity
+from pcf.verify import verify_factor
 from protocols import paillier
 from protocols.auth import sign_enrollment, sign_request
 from protocols.contribution import (
     build_contribution,
-    example_firms,
     footprint_from_components,
 )
-from protocols.spec import RoundSpec, example_spec, vector_layout
+from protocols.spec import RoundSpec, vector_layout
 
 pytestmark = pytest.mark.slow
 

@@ -7,15 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from example_round import example_firms, example_spec
 from pydantic import ValidationError
 
-from aggregator import rounds
+from aggregator import round_outcome, rounds
 from aggregator.errors import InvalidTransition, SpecRejected, Unavailable, WindowClosed
 from aggregator.settings import AggregatorSettings
 from aggregator.store import MemberRow, Store, open_store
 from keys import identity
-from protocols.contribution import build_contribution, example_firms
-from protocols.spec import RoundSpec, example_spec
+from protocols.contribution import build_contribution
+from protocols.spec import RoundSpec
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -59,7 +60,7 @@ def test_a_publication_that_fails_half_way_stores_nothing_of_it(store: Store, mo
 
         raise FactorError("simulated failure while building the factor")
 
-    monkeypatch.setattr(rounds, "build_factor", broken)
+    monkeypatch.setattr(round_outcome, "build_factor", broken)
     rounds.run_round(ctx, "r1")
 
     result = rounds.get_round(ctx, "r1")
@@ -80,7 +81,7 @@ def test_a_round_is_decided_once_even_when_the_result_arrives_twice(store: Store
     assert rounds.get_round(ctx, "r1").state == "published"
 
     summed, n = runner(s, [])
-    rounds._conclude(ctx, "r1", s, summed, n, [])  # a late duplicate of the result
+    round_outcome.conclude_round(ctx, "r1", s, summed, n, [])  # a late duplicate of the result
     with store.transaction() as tx:
         assert len(tx.factor_versions(tx.list_factors()[0].factor_id)) == 1
         assert [e.entry_type for e in tx.list_log()] == ["spec_published", "aggregate", "publication"]
@@ -127,3 +128,34 @@ def test_settings_come_from_the_pcf_agg_environment(tmp_path: Path, monkeypatch:
     settings = AggregatorSettings()  # type: ignore[call-arg]
     assert settings.database_url == "postgresql://pcf@127.0.0.1:5432/agg"
     assert settings.home == tmp_path and settings.national_db_push_url is None
+
+
+def test_each_protocol_has_one_implementation_chosen_by_name() -> None:
+    from aggregator.round_paillier import PaillierProtocol
+    from aggregator.round_secagg import SecaggProtocol
+
+    assert isinstance(rounds.protocol_for("secagg"), SecaggProtocol)
+    assert isinstance(rounds.protocol_for("paillier"), PaillierProtocol)
+    with pytest.raises(SpecRejected, match="accepted are paillier, secagg"):
+        rounds.protocol_for("plaintext")
+
+
+def test_a_secagg_round_takes_no_posted_contribution_and_has_no_custodians(store: Store) -> None:
+    from aggregator.errors import Conflict
+
+    s = spec()
+    ctx = context(store, summing_runner(s))
+    enroll_one(store)
+    rounds.create_round(ctx, s)
+    rounds.open_round(ctx, "r1")
+    with store.transaction() as tx:
+        member = tx.list_members("approved")[0]
+
+    with pytest.raises(Conflict, match="only to 'paillier' rounds"):
+        rounds.submit_contribution(ctx, "r1", member, b"{}", "POST", "/p", "t", "sig")
+    with pytest.raises(Conflict, match="only 'paillier' rounds are decrypted"):
+        rounds.decryption_request(ctx, "r1")
+    with pytest.raises(Conflict, match="only 'paillier' rounds are decrypted"):
+        rounds.submit_partial(ctx, "r1", b"{}")
+    assert rounds.custodian_key_for(ctx, "r1")("aa") is None
+    assert rounds.get_round(ctx, "r1").contributions == 0

@@ -181,6 +181,22 @@ class StoreContract:
             assert tx.get_delivery("f", 1, "http://other") is None
 
 
+    def test_reopening_keeps_every_row_and_changes_no_schema(self, store: Store) -> None:
+        from aggregator import migrations
+
+        with store.transaction() as tx:
+            tx.add_member(member("aa"))
+        if store.engine.url.database in (None, "", ":memory:"):
+            pytest.skip("an in-memory database is not reopened")
+        again = open_store(store.engine.url.render_as_string(hide_password=False))
+        try:
+            assert again.notes == [] and migrations.current(again.engine) == migrations.head()
+            with again.transaction() as tx:
+                assert [m.fingerprint for m in tx.list_members()] == ["aa"]
+        finally:
+            again.close()
+
+
 class TestSqliteStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:

@@ -6,18 +6,17 @@ import math
 from typing import Any
 
 import pytest
+from example_round import FirmInput, example_firms, example_spec
 
 from protocols.contribution import (
     Contribution,
-    FirmInput,
     build_contribution,
-    example_firms,
     footprint_from_components,
     vector_layout,
 )
 from protocols.encoding import from_ring
 from protocols.errors import ContributionError
-from protocols.spec import RoundSpec, example_spec, spec_hash
+from protocols.spec import RoundSpec, spec_hash
 
 
 @pytest.fixture(scope="module")

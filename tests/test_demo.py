@@ -104,3 +104,22 @@ def test_demo_publishes_the_plaintext_weighted_mean_and_leaves_nothing_running(t
     assert result["verify"]["ok"] is True
     assert result["api_url"].startswith("http://127.0.0.1:") and result["pact"]["client_secret"]
     assert leftover_processes(str(workdir)) == []
+    # one schema per role: the association's database holds only the aggregator's tables, each node's only its own
+    assert _tables(workdir / "aggregator" / "aggregator.db") == AGGREGATOR_TABLES
+    node_dbs = sorted((workdir / "nodes").glob("node*/node.db"))
+    assert len(node_dbs) == 3
+    for db in node_dbs:
+        assert _tables(db) == NODE_TABLES, db
+
+
+AGGREGATOR_TABLES = {"member", "round", "contribution", "partial_decryption", "aggregate", "factor", "translog_entry",
+                     "delivery", "seen_request", "alembic_version_aggregator"}
+NODE_TABLES = {"dataset_version", "exchange", "import_record", "invitation", "consent", "outbox", "node_setting",
+               "alembic_version_node"}
+
+
+def _tables(db: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -7,13 +7,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from example_round import example_firms, example_spec
 
 from lca.io.ilcd import read_ilcd, write_ilcd
 from lca.io.jsonld import read_jsonld, write_jsonld
 from lca.model import DataQuality
 from protocols.contribution import (
     build_contribution,
-    example_firms,
     footprint_from_components,
 )
 from protocols.encoding import ring_sum
@@ -29,7 +29,7 @@ from protocols.factor import (
     ilcd_version,
     revision_of,
 )
-from protocols.spec import RoundSpec, example_spec, spec_hash
+from protocols.spec import RoundSpec, spec_hash
 from protocols.stats import OTHER_GASES, AggregateStatistics, aggregate_statistics
 
 NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)

@@ -159,3 +159,16 @@ def test_missing_or_non_ed25519_key_file_is_an_identity_error(tmp_path: Path) ->
 def test_malformed_public_keys_are_refused(bad: str) -> None:
     with pytest.raises(IdentityError):
         load_public_key_b64(bad)
+
+
+def test_protocol_code_catches_the_signature_error_keys_raises() -> None:
+    # keys/ is the ground floor: the error classes live there and protocols.errors re-exports them.
+    import keys.errors
+    import protocols.errors
+
+    key = generate_identity()
+    assert protocols.errors.InvalidSignature is keys.errors.InvalidSignature
+    assert protocols.errors.IdentityError is keys.errors.IdentityError
+    with pytest.raises(protocols.errors.InvalidSignature):
+        verify(public_key_b64(key), b"message", sign(generate_identity(), b"message"))
+    assert issubclass(protocols.errors.InvalidSignature, protocols.errors.PROTOCOL_FAILURES)

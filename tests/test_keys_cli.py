@@ -1,4 +1,4 @@
-"""`pcf keys ...` driven through the `pcf` CLI: identities, TLS, SuperNode keys, custodians and a deployment."""
+"""`pcf keys ...` driven through the `pcf` CLI: identities, TLS, SuperNode keys and a deployment."""
 
 from __future__ import annotations
 
@@ -17,21 +17,13 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from typer.testing import CliRunner
 
 from keys import identity
-from keys.cli import (
+from keys.cli_common import (
     EXIT_BAD_INPUT,
     EXIT_EXISTS,
     EXIT_KEY_FILE,
     EXIT_PASSWORD,
-    EXIT_REFUSED,
 )
-from keys.custodian import load_public_key
 from pcf.cli import app
-from protocols.paillier import (
-    PartialDecryption,
-    combine,
-    encrypt_contribution,
-    make_layout,
-)
 
 COMPOSE = Path(__file__).resolve().parents[1] / "compose" / "compose.yml"
 runner = CliRunner()
@@ -159,61 +151,6 @@ def test_supernode_keys_load_as_flower_reads_them(tmp_path: Path) -> None:
     assert public == private.public_key()
     assert info["public_key"] == (tmp_path / "node1.pub").read_text().strip()
     assert try_load_public_key(tmp_path / "node1.pub")  # what `flwr supernode register` accepts
-
-
-# --------------------------------------------------------------------------- custodians
-
-
-def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Prepare: a 2-custodian key, four firms, a round of three contributions.
-    ceremony = tmp_path / "ceremony"
-    monkeypatch.setenv("PW0", "first custodian's password")
-    monkeypatch.setenv("PW1", "second custodian's password")
-    code_init, init = pcf(
-        "custodian", "init", "--out", str(ceremony), "--custodians", "2",
-        "--password-env", "PW0", "--password-env", "PW1", "--json",
-    )
-    assert code_init == 0 and init["bits"] == 2048
-    public_key = load_public_key(ceremony / "paillier_public_key.json")
-    layout = make_layout([1000, 1000], max_participants=10, key_bits=public_key.bits)
-    firms = [identity.generate_identity() for _ in range(4)]
-    values = [[10, -3], [20, 5], [30, 7], [999, 999]]
-    contributions = [
-        encrypt_contribution(public_key, layout, v, "round-1", f).to_dict() for v, f in zip(values, firms, strict=True)
-    ]
-    roster = tmp_path / "roster.txt"
-    roster.write_text("# members\n" + "\n".join(identity.public_key_b64(f) for f in firms) + "\n")
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"round_id": "round-1", "contributions": contributions[:3]}))
-
-    # Execute: each custodian answers; then one is asked again for a different set.
-    partials = []
-    for i in range(2):
-        code, out = pcf(
-            "custodian", "decrypt", "--share", str(ceremony / f"custodian-{i}.share"), "--request", str(request),
-            "--roster", str(roster), "--min-participants", "3", "--out", str(tmp_path / f"partial-{i}.json"),
-            "--password-env", f"PW{i}", "--json",
-        )
-        assert code == 0, out
-        assert out["contributions"] == 3 and out["custodian_index"] == i
-        partials.append(PartialDecryption.from_dict(json.loads((tmp_path / f"partial-{i}.json").read_text())))
-    request.write_text(json.dumps({"round_id": "round-1", "contributions": contributions[1:]}))
-    code_again, again = pcf(
-        "custodian", "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request),
-        "--roster", str(roster), "--min-participants", "3", "--out", str(tmp_path / "partial-again.json"),
-        "--password-env", "PW0", "--json",
-    )
-    code_show, shown = pcf("custodian", "show", str(ceremony / "custodian-0.share"), "--json")
-
-    # Assert
-    assert combine(partials, public_key, layout, 3) == [60, 9]
-    assert code_again == EXIT_REFUSED and "already decrypted" in again["error"]
-    assert not (tmp_path / "partial-again.json").exists()
-    assert code_show == 0 and shown["custodian_index"] == 0 and shown["key_id"] == init["key_id"]
-    assert shown["decrypted_rounds"] == ["round-1"]
-    assert "exponent" not in json.dumps(shown)
 
 
 # --------------------------------------------------------------------------- deployment

@@ -75,6 +75,18 @@ class StoreContract:
         assert store.get_setting("k") is None
 
 
+    def test_reopening_keeps_every_row_and_changes_no_schema(self, store: NodeStore) -> None:
+        from node import migrations
+
+        store.save(example_bundle(), "example", "template", {}, [])
+        again = NodeStore(store.url)
+        try:
+            assert again.notes == [] and migrations.current(again.engine) == migrations.head()
+            assert again.get(UUID, kind="process") == store.get(UUID, kind="process")
+        finally:
+            again.close()
+
+
 class TestSQLiteStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[NodeStore]:

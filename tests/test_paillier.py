@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from keys.custodian import (
-    CustodianKeyError,
-    ShareUnlockFailed,
-    custodian_decrypt,
-    custodian_init,
-    ledger_path,
-    load_public_key,
-    load_share,
-    save_share,
-)
+from custodian.ceremony import custodian_init
+from custodian.decrypt import custodian_decrypt
+from custodian.errors import CustodianKeyError, ShareUnlockFailed
+from custodian.store import ledger_path, load_public_key, load_share, save_share
 from keys.identity import Ed25519PrivateKey, generate_identity, public_key_b64
 from protocols.errors import ProtocolError
 from protocols.paillier import (
@@ -565,3 +559,68 @@ def test_ceremony_refuses_weak_keys_and_short_passwords(tmp_path: Path) -> None:
     with pytest.raises(CustodianKeyError, match="passwords\\[1\\]"):
         custodian_init(tmp_path, 2, 2048, passwords=[PASSWORDS[0], "short"])
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- canonical encodings
+
+
+def test_key_id_contribution_digest_and_partial_are_canonical_encodings(
+    public_key: SplitPublicKey,
+    shares: list[KeyShare],
+    contributions: list[SignedContribution],
+    roster: frozenset[str],
+) -> None:
+    # Prepare: what an independent verifier would compute from the wire forms alone (RFC 8785 + tag).
+    from protocols.canonical import Kind, digest, encode
+
+    c = contributions[0]
+    expected_key_id = digest(Kind.PAILLIER_KEY, {"n": format(public_key.n, "x"), "custodians": list(public_key.custodians)})
+    wire = c.to_dict()
+    expected_digest = digest(
+        Kind.CONTRIBUTION,
+        {k: wire[k] for k in ("protocol", "round_id", "key_id", "sender", "ciphertexts")},
+    )
+
+    # Execute
+    partial = custodian_partial_decrypt(shares[0], public_key, contributions, roster, 3, ROUND, ledger={})
+    signed = partial.signed_bytes()
+
+    # Assert
+    assert public_key.key_id == expected_key_id
+    assert c.digest == expected_digest
+    assert signed.startswith(b"pcf-dataspace/" + Kind.CUSTODIAN_PARTIAL.encode() + b"\x00")
+    assert signed == encode(
+        Kind.CUSTODIAN_PARTIAL,
+        {
+            "round_id": ROUND,
+            "key_id": public_key.key_id,
+            "custodian_index": 0,
+            "contribution_set": partial.set_digest,
+            "product_digest": partial.product_digest,
+            "partials": [format(p, "x") for p in partial.partials],
+        },
+    )
+
+
+def test_a_contribution_signature_does_not_verify_as_another_rounds(
+    public_key: SplitPublicKey, layout: PackingLayout, firms: list[Ed25519PrivateKey], roster: frozenset[str]
+) -> None:
+    # A malicious aggregator relabels a contribution for another round, keeping digest and signature.
+    c = encrypt_contribution(public_key, layout, VECTORS[0], ROUND, firms[0])
+    relabelled = dataclasses.replace(c, round_id="2025-Q2-other")
+
+    with pytest.raises(ContributionRejected, match="digest|signature"):
+        aggregate([relabelled], public_key=public_key, layout=layout, roster=roster, round_id="2025-Q2-other")
+
+
+def test_a_version_1_share_file_is_refused_by_name(
+    tmp_path: Path, public_key: SplitPublicKey, shares: list[KeyShare]
+) -> None:
+    path = save_share(shares[0], tmp_path / "c0.share", PASSWORDS[0], public_key=public_key)
+    body = json.loads(path.read_text())
+    body["format"] = "pcf-paillier-share-v1"
+    path.write_text(json.dumps(body))
+    path.chmod(0o600)
+
+    with pytest.raises(CustodianKeyError, match="pcf-paillier-share-v2"):
+        load_share(path, PASSWORDS[0])

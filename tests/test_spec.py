@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from example_round import example_spec
 from pydantic import ValidationError
 
 from keys.identity import generate_identity, public_key_b64
+from protocols.canonical import Kind, encode
 from protocols.encoding import INT64_MAX
 from protocols.errors import InvalidSignature, SpecError
 from protocols.spec import (
@@ -18,7 +21,6 @@ from protocols.spec import (
     RoundSpec,
     SignedSpec,
     canonical_bytes,
-    example_spec,
     sign_spec,
     spec_hash,
     validate_spec,
@@ -296,24 +298,31 @@ def test_bounds_are_taken_after_rounding(spec: RoundSpec) -> None:
 # ------------------------------------------------------------------------------ canonical & signing
 
 
-def test_canonical_bytes_are_sorted_compact_utf8_and_stable_over_json(spec: RoundSpec) -> None:
+def test_canonical_bytes_are_the_tagged_rfc8785_form_and_stable_over_json(spec: RoundSpec) -> None:
     blob = canonical_bytes(spec)
-    text = blob.decode("utf-8")
+    tag = b"pcf-dataspace/" + Kind.ROUND_SPEC.encode() + b"\x00"
+    assert blob.startswith(tag)
+    assert blob == encode(Kind.ROUND_SPEC, spec.model_dump(mode="json"))
+    text = blob[len(tag) :].decode("utf-8")
     assert "氧化铝" in text and "\\u" not in text
     data = json.loads(text)
-    assert text == json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert "\n" not in text and '", "' not in text and '": ' not in text
     assert list(data) == sorted(data)
     again = RoundSpec.model_validate_json(spec.model_dump_json())
     assert canonical_bytes(again) == blob
-    assert spec_hash(again) == spec_hash(spec)
+    assert spec_hash(again) == spec_hash(spec) == hashlib.sha256(blob).hexdigest()
     assert len(spec_hash(spec)) == 64
 
 
-def test_floats_are_written_by_repr(spec: RoundSpec) -> None:
+def test_floats_are_written_by_ecmascript_rules(spec: RoundSpec) -> None:
     text = canonical_bytes(spec).decode()
     assert '"CO2":0.5703' in text
-    assert '"bound":10000000.0' in text  # weight bound 1e7, same float on every reader
+    assert '"bound":10000000,' in text  # weight bound 1e7: RFC 8785 writes integral floats without ".0"
+
+
+def test_a_scale_the_canonical_encoding_cannot_carry_exactly_is_refused(spec: RoundSpec) -> None:
+    with pytest.raises(ValidationError, match="less than or equal to 1000000000000000"):
+        RoundSpec.model_validate({**spec.model_dump(mode="json"), "weight": {"scale": 10**16}})
 
 
 def test_signed_spec_verifies_and_returns_the_spec(spec: RoundSpec, association: Ed25519PrivateKey) -> None:

@@ -8,12 +8,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from example_round import FirmInput, example_firms, example_spec
 
 from protocols.contribution import (
     Contribution,
-    FirmInput,
     build_contribution,
-    example_firms,
     vector_layout,
 )
 from protocols.encoding import from_ring, ring_sum
@@ -25,7 +24,6 @@ from protocols.spec import (
     ReferencePeriod,
     RoundSpec,
     Weight,
-    example_spec,
 )
 from protocols.stats import (
     OTHER_GASES,

@@ -1,0 +1,61 @@
+"""Drop the node's tables that release 0.1 created in aggregator databases, where they are empty.
+
+Release 0.1 declared both roles' tables on one global metadata, so ``pcf agg serve`` (whose process
+imports the node's store through the one ``pcf`` command) created the node's tables in the
+association's database. Empty ones are dropped; one holding rows is kept (with a warning naming it),
+since deleting data is not a migration's call.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import context, op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+FOREIGN_TABLES = (
+    # referencing tables before the tables they reference
+    ("exchange", ()),
+    ("dataset_version", ("exchange",)),
+    ("import_record", ("dataset_version",)),
+    ("invitation", ()),
+    ("consent", ()),
+    ("outbox", ()),
+    ("node_setting", ()),
+)
+"""The node's release 0.1 tables, each with the tables whose foreign keys point at it."""
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    present = set(sa.inspect(conn).get_table_names())
+    notes: list[str] = context.config.attributes.setdefault("notes", [])
+    kept: set[str] = set()
+    for table, referenced_by in FOREIGN_TABLES:
+        if table not in present:
+            continue
+        rows = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()
+        holders = kept.intersection(referenced_by)
+        if rows == 0 and not holders:
+            op.drop_table(table)
+            continue
+        kept.add(table)
+        why = f"it holds {rows} row(s)" if rows else f"kept tables reference it ({', '.join(sorted(holders))})"
+        note = (f"kept the node's table {table!r} found in this aggregator database: {why}; "
+                "the aggregator never reads it (move the rows to a node's database, then drop it)")
+        logging.getLogger("aggregator.migrations").warning(note)
+        notes.append(note)
+
+
+def downgrade() -> None:
+    """Nothing to restore: release 0.1 never used those tables in an aggregator database."""

@@ -1,0 +1,105 @@
+"""What every round operation works with: the round states, the context (store, key, pluggable parts), row helpers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from aggregator.store import RoundRow, Store, utcnow
+from keys.identity import Ed25519PrivateKey
+from protocols import paillier
+from protocols.roster import SignedRoster
+from protocols.spec import RoundSpec, SignedSpec
+
+__all__ = [
+    "ABORTED",
+    "ACTIVE_STATES",
+    "AGGREGATING",
+    "COLLECTING",
+    "DRAFT",
+    "LIBRARY_LEVEL",
+    "OPEN",
+    "PUBLISHED",
+    "ROUND_STATES",
+    "SUPPRESSED",
+    "TERMINAL_STATES",
+    "RosterEntry",
+    "RoundContext",
+    "RoundState",
+    "SecAggRunner",
+    "row_params",
+    "row_roster",
+    "row_spec",
+]
+
+DRAFT: Final = "draft"
+OPEN: Final = "open"
+COLLECTING: Final = "collecting"
+AGGREGATING: Final = "aggregating"
+PUBLISHED: Final = "published"
+SUPPRESSED: Final = "suppressed"
+ABORTED: Final = "aborted"
+ROUND_STATES: Final = (DRAFT, OPEN, COLLECTING, AGGREGATING, PUBLISHED, SUPPRESSED, ABORTED)
+TERMINAL_STATES: Final = (PUBLISHED, SUPPRESSED, ABORTED)
+ACTIVE_STATES: Final = (OPEN, COLLECTING, AGGREGATING)
+LIBRARY_LEVEL: Final = "industry"
+"""Library level of the factors rounds publish (part of the factor id, see ``protocols.factor``)."""
+
+RoundState = Literal["draft", "open", "collecting", "aggregating", "published", "suppressed", "aborted"]
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """An approved member as the secure-aggregation runner needs it."""
+
+    fingerprint: str
+    identity_public_key: str
+    supernode_public_key: str
+    flower_node_id: str | None = None
+    """The member's SuperLink node id, from the round's signed roster (``None`` without a SuperLink)."""
+
+
+SecAggRunner = Callable[[RoundSpec, list[RosterEntry]], tuple[Sequence[int], int]]
+"""``run_secagg(spec, roster) -> (summed_ints, n)``: runs the masked aggregation, returns the signed slot sums."""
+
+
+def _spawn_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="pcf-secagg-round", daemon=True).start()
+
+
+@dataclass
+class RoundContext:
+    """What round operations need: the store, the aggregator's key, and the pluggable parts."""
+
+    store: Store
+    key: Ed25519PrivateKey
+    paillier_public_key: paillier.SplitPublicKey | None = None
+    """The custodians' key from the ceremony; required to create ``paillier`` rounds."""
+    runner: SecAggRunner | None = None
+    flower_roster: bool = False
+    """``secagg`` rounds run over a Flower SuperLink: opening one fixes and signs its roster of approved
+    members with a registered SuperNode (node id -> identity key), and the runner gets exactly that roster."""
+    clock: Callable[[], datetime] = utcnow
+    spawn: Callable[[Callable[[], None]], None] = _spawn_thread
+    """How a ``secagg`` run is started off the request (a daemon thread; tests may run inline)."""
+    _publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def row_spec(row: RoundRow) -> SignedSpec:
+    """The round's signed spec as stored."""
+    return SignedSpec.model_validate_json(row.signed_spec)
+
+
+def row_params(row: RoundRow) -> dict[str, Any]:
+    """The protocol's parameters stored with the round (Paillier public key, signed roster), or ``{}``."""
+    return json.loads(row.params) if row.params else {}
+
+
+def row_roster(row: RoundRow) -> SignedRoster | None:
+    """The signed roster fixed when a ``secagg`` round over Flower opened, if any."""
+    doc = row_params(row).get("roster")
+    return SignedRoster.model_validate(doc) if doc is not None else None

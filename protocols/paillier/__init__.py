@@ -1,0 +1,140 @@
+"""Protocol 2, ``paillier``: packed Paillier contributions in an asynchronous window, decrypted by split-key custodians.
+
+How a round runs
+----------------
+1. Key ceremony (once, offline): :func:`generate_split_key` draws a Paillier key (phe, ``n`` of
+   ``bits`` bits), computes the decryption exponent ``d = λ·(λ⁻¹ mod n)`` (so ``d ≡ 0 mod λ`` and
+   ``d ≡ 1 mod n``) and splits it additively over the integers, ``d = d_1 + … + d_k``: the first
+   ``k−1`` shares are uniform of ``|d| + 128`` bits, the last is ``d − Σ others`` (usually negative),
+   so any ``k−1`` shares are statistically independent of ``d`` (distance ≤ 2⁻¹²⁸). ``p``, ``q`` and
+   ``λ`` only live in local variables of the dealer and are never returned or written; the
+   ceremony should run on an offline machine in front of every custodian, which is then wiped.
+   Each custodian also receives an Ed25519 key to sign its partial decryptions; the public key
+   (:class:`SplitPublicKey`) lists those verification keys.
+2. The round spec fixes a :class:`PackingLayout` (per-slot bounds on ``|value|``, maximum number
+   of participants, key size). Slot values are the round's fixed-point integers: nothing is
+   encrypted with phe's float encoding, so there is no per-ciphertext exponent to leak magnitude.
+3. Each firm packs its integers (offset by the bound so they are non-negative) several to a
+   plaintext, encrypts (:func:`encrypt_contribution`) and signs the contribution's canonical
+   digest bound to the round (``protocols.canonical``, kind ``contribution/v1``).
+4. The aggregator (:class:`RoundAccumulator` / :func:`aggregate`) checks each contribution
+   against the roster, the round and earlier senders, and multiplies the ciphertexts as they
+   arrive; it cannot decrypt anything.
+5. When the window closes, each custodian receives the logged contributions and runs
+   :func:`custodian_partial_decrypt`: it re-verifies every signature, requires distinct roster
+   members and at least ``min_participants`` of them, recomputes the product itself, refuses to
+   decrypt a second, different set for the same round (ledger), and only then returns
+   ``c^{d_i} mod n²`` for each product ciphertext, signed.
+6. Anyone holding all partials runs :func:`combine`: ``Π c^{d_i} = c^d = 1 + m·n mod n²``, so
+   ``m = (x − 1)/n``; the slot sums are unpacked and the offsets removed.
+
+Who must not collude
+--------------------
+Decryption is n-of-n: all custodians together can decrypt any ciphertext, including a single
+firm's contribution, so the custodians (e.g. the association and the national database) must be
+independent organisations, and none of them should be the aggregator's operator. The aggregator
+together with any strict subset of custodians learns nothing beyond the public key. A custodian
+refuses to decrypt fewer than ``min_participants`` distinct roster members (floor
+:data:`MIN_PARTICIPANTS_FLOOR`) and more than one set per round, which blocks the
+"decrypt one firm" and "difference of two subsets" attacks by a dishonest aggregator. What the
+protocol cannot stop: the aggregator colluding with ``min_participants − 1`` roster members (or
+admitting sybils to the roster) learns the remaining firm's value from the sum; the roster is
+the defence there. There are no range proofs: a malicious member can spoil the aggregate with
+out-of-range values (detected by :func:`unpack` when the sum leaves its slot range, not
+attributed), though it learns nothing from doing so. Partial decryptions carry no
+zero-knowledge proof of correctness; a wrong partial is detected at :func:`combine` (the result
+is not ``≡ 1 mod n`` or leaves the slot range) but not attributed to a custodian.
+
+Modules
+-------
+``keys``         the split public key, key shares and the ceremony that deals them
+``packing``      fixed-point slots packed into plaintexts (the layout the round spec fixes)
+``messages``     wire models (contribution, decryption request, partial decryption) and their digests
+``contribute``   a member encrypts and signs; every receiver verifies
+``accumulator``  the aggregator multiplies accepted contributions as they arrive
+``custodian``    a custodian's partial decryption, and :func:`combine`
+``shares``       a key share sealed under its custodian's password (the share-file format)
+``errors``       the exception tree (``PaillierError`` under ``protocols.errors.ProtocolError``)
+
+Everything public is re-exported here, so ``from protocols import paillier`` is all a role needs.
+"""
+
+from __future__ import annotations
+
+from protocols.paillier._wire import gmpy2_active
+from protocols.paillier.accumulator import RoundAccumulator, aggregate
+from protocols.paillier.contribute import (
+    encrypt_contribution,
+    encrypt_vector,
+    sign_contribution,
+    verify_contribution,
+)
+from protocols.paillier.custodian import MIN_PARTICIPANTS_FLOOR, combine, custodian_partial_decrypt
+from protocols.paillier.errors import (
+    CombineFailed,
+    ContributionRejected,
+    CustodianRefused,
+    KeyShareError,
+    LayoutError,
+    MalformedMessage,
+    PaillierError,
+    ShareUnlockFailed,
+)
+from protocols.paillier.keys import (
+    MIN_KEY_BITS,
+    PROTOCOL,
+    KeyShare,
+    SplitPublicKey,
+    deal_exponent_shares,
+    generate_split_key,
+)
+from protocols.paillier.messages import (
+    AggregateCiphertext,
+    DecryptionRequest,
+    PartialDecryption,
+    SignedContribution,
+)
+from protocols.paillier.packing import SAFETY_MARGIN_BITS, PackingLayout, make_layout, pack, spec_layout, unpack
+from protocols.paillier.shares import MIN_PASSWORD_LENGTH, SHARE_FORMAT, open_share, seal_share, share_header
+
+__all__ = [
+    "MIN_KEY_BITS",
+    "MIN_PARTICIPANTS_FLOOR",
+    "MIN_PASSWORD_LENGTH",
+    "PROTOCOL",
+    "SAFETY_MARGIN_BITS",
+    "SHARE_FORMAT",
+    "AggregateCiphertext",
+    "CombineFailed",
+    "ContributionRejected",
+    "CustodianRefused",
+    "DecryptionRequest",
+    "KeyShare",
+    "KeyShareError",
+    "LayoutError",
+    "MalformedMessage",
+    "PackingLayout",
+    "PaillierError",
+    "PartialDecryption",
+    "RoundAccumulator",
+    "ShareUnlockFailed",
+    "SignedContribution",
+    "SplitPublicKey",
+    "aggregate",
+    "combine",
+    "custodian_partial_decrypt",
+    "deal_exponent_shares",
+    "encrypt_contribution",
+    "encrypt_vector",
+    "generate_split_key",
+    "gmpy2_active",
+    "make_layout",
+    "open_share",
+    "pack",
+    "seal_share",
+    "share_header",
+    "sign_contribution",
+    "spec_layout",
+    "unpack",
+    "verify_contribution",
+]

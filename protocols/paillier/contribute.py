@@ -1,0 +1,133 @@
+"""A member's side of a ``paillier`` round: encrypt, sign, and the checks every receiver runs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from keys.identity import public_key_b64, sign
+from protocols.paillier._wire import verifies
+from protocols.paillier.errors import ContributionRejected, LayoutError
+from protocols.paillier.keys import SplitPublicKey
+from protocols.paillier.messages import SignedContribution, contribution_digest, contribution_signed_bytes
+from protocols.paillier.packing import PackingLayout, pack
+
+__all__ = ["encrypt_contribution", "encrypt_vector", "sign_contribution", "verify_contribution"]
+
+
+def encrypt_vector(public_key: SplitPublicKey, layout: PackingLayout, ints: Sequence[int]) -> list[int]:
+    """Pack and Paillier-encrypt one vector of slot integers (fresh randomness per ciphertext).
+
+    Returns
+    -------
+    list[int]
+        One ciphertext (an integer in ``[1, n²)``) per plaintext of the layout.
+    """
+    if public_key.bits < layout.key_bits:
+        raise LayoutError(
+            f"layout was built for a {layout.key_bits}-bit key, the public key has {public_key.bits} bits"
+        )
+    pk = public_key.paillier
+    return [int(pk.raw_encrypt(m)) for m in pack(ints, layout)]
+
+
+
+def sign_contribution(
+    public_key: SplitPublicKey,
+    round_id: str,
+    ciphertexts: Sequence[int],
+    identity_key: Ed25519PrivateKey,
+) -> SignedContribution:
+    """Wrap already-encrypted ciphertexts into a signed contribution.
+
+    Returns
+    -------
+    SignedContribution
+        With ``sender`` the ``keys.identity.public_key_b64`` of ``identity_key``.
+    """
+    sender = public_key_b64(identity_key)
+    cts = tuple(int(c) for c in ciphertexts)
+    digest = contribution_digest(public_key, round_id, sender, cts)
+    signature = sign(identity_key, contribution_signed_bytes(round_id, digest))
+    return SignedContribution(round_id, public_key.key_id, sender, cts, digest, signature)
+
+
+
+
+def encrypt_contribution(
+    public_key: SplitPublicKey,
+    layout: PackingLayout,
+    ints: Sequence[int],
+    round_id: str,
+    identity_key: Ed25519PrivateKey,
+) -> SignedContribution:
+    """Pack, encrypt and sign one firm's slot integers for ``round_id``.
+
+    Parameters
+    ----------
+    public_key
+        The round's split public key.
+    layout
+        The round's packing layout (from the round spec).
+    ints
+        The firm's fixed-point slot integers, ``|ints[i]| ≤ layout.bounds[i]``.
+    round_id
+        The round this contribution is bound to.
+    identity_key
+        The firm's Ed25519 identity key; its public key must be on the round's roster.
+
+    Returns
+    -------
+    SignedContribution
+    """
+    return sign_contribution(public_key, round_id, encrypt_vector(public_key, layout, ints), identity_key)
+
+
+
+def verify_contribution(
+    contribution: SignedContribution,
+    public_key: SplitPublicKey,
+    roster: Collection[str],
+    round_id: str,
+    n_ciphertexts: int | None = None,
+) -> None:
+    """Check one contribution in isolation: round, key, roster, digest, signature, ciphertext range.
+
+    Parameters
+    ----------
+    contribution
+        The contribution to check.
+    public_key
+        The round's key.
+    roster
+        ``keys.identity`` public keys of the members admitted to the round.
+    round_id
+        The round being aggregated.
+    n_ciphertexts
+        Expected number of ciphertexts, if known (the layout's).
+
+    Raises
+    ------
+    ContributionRejected
+        With the first failed check named.
+    """
+    c = contribution
+    who = f"contribution {c.digest[:16]} from {c.sender[:16]}"
+    if c.round_id != round_id:
+        raise ContributionRejected(f"{who}: round_id {c.round_id!r}, expected {round_id!r}")
+    if c.key_id != public_key.key_id:
+        raise ContributionRejected(f"{who}: key_id {c.key_id[:16]}, expected this round's key {public_key.key_id[:16]}")
+    if c.sender not in roster:
+        raise ContributionRejected(f"{who}: sender is not on the round's roster")
+    if n_ciphertexts is not None and len(c.ciphertexts) != n_ciphertexts:
+        raise ContributionRejected(f"{who}: {len(c.ciphertexts)} ciphertexts, the layout has {n_ciphertexts}")
+    if not c.ciphertexts:
+        raise ContributionRejected(f"{who}: no ciphertexts")
+    for k, ct in enumerate(c.ciphertexts):
+        if not 0 < ct < public_key.nsquare:
+            raise ContributionRejected(f"{who}: ciphertexts[{k}] is outside [1, n²)")
+    if contribution_digest(public_key, c.round_id, c.sender, c.ciphertexts) != c.digest:
+        raise ContributionRejected(f"{who}: digest does not match the ciphertexts")
+    if not verifies(c.sender, contribution_signed_bytes(c.round_id, c.digest), c.signature):
+        raise ContributionRejected(f"{who}: bad signature")

@@ -1,0 +1,161 @@
+"""`pcf custodian ...` driven through the `pcf` CLI: key ceremony, partial decryptions, show."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from custodian.store import ledger_path, load_public_key
+from keys import identity
+from keys.cli_common import EXIT_BAD_INPUT, EXIT_EXISTS, EXIT_KEY_FILE, EXIT_REFUSED
+from pcf.cli import app
+from protocols.paillier import PartialDecryption, combine, encrypt_contribution, make_layout
+
+runner = CliRunner()
+
+
+def custodian(*args: str) -> tuple[int, Any]:
+    result = runner.invoke(app, ["custodian", *args])
+    try:
+        return result.exit_code, json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return result.exit_code, result.stdout + result.stderr
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a 2-custodian key, four firms, a round of three contributions.
+    ceremony = tmp_path / "ceremony"
+    monkeypatch.setenv("PW0", "first custodian's password")
+    monkeypatch.setenv("PW1", "second custodian's password")
+    code_init, init = custodian(
+        "init", "--out", str(ceremony), "--custodians", "2",
+        "--password-env", "PW0", "--password-env", "PW1", "--json",
+    )
+    assert code_init == 0 and init["bits"] == 2048
+    public_key = load_public_key(ceremony / "paillier_public_key.json")
+    layout = make_layout([1000, 1000], max_participants=10, key_bits=public_key.bits)
+    firms = [identity.generate_identity() for _ in range(4)]
+    values = [[10, -3], [20, 5], [30, 7], [999, 999]]
+    contributions = [
+        encrypt_contribution(public_key, layout, v, "round-1", f).to_dict() for v, f in zip(values, firms, strict=True)
+    ]
+    roster = tmp_path / "roster.txt"
+    roster.write_text("# members\n" + "\n".join(identity.public_key_b64(f) for f in firms) + "\n")
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"round_id": "round-1", "contributions": contributions[:3]}))
+
+    # Execute: each custodian answers; then one is asked again for a different set.
+    partials = []
+    for i in range(2):
+        code, out = custodian(
+            "decrypt", "--share", str(ceremony / f"custodian-{i}.share"), "--request", str(request),
+            "--roster", str(roster), "--min-participants", "3", "--out", str(tmp_path / f"partial-{i}.json"),
+            "--password-env", f"PW{i}", "--json",
+        )
+        assert code == 0, out
+        assert out["contributions"] == 3 and out["custodian_index"] == i
+        partials.append(PartialDecryption.from_dict(json.loads((tmp_path / f"partial-{i}.json").read_text())))
+    request.write_text(json.dumps({"round_id": "round-1", "contributions": contributions[1:]}))
+    code_again, again = custodian(
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request),
+        "--roster", str(roster), "--min-participants", "3", "--out", str(tmp_path / "partial-again.json"),
+        "--password-env", "PW0", "--json",
+    )
+    code_show, shown = custodian("show", str(ceremony / "custodian-0.share"), "--json")
+
+    # Assert
+    assert combine(partials, public_key, layout, 3) == [60, 9]
+    assert code_again == EXIT_REFUSED and "already decrypted" in again["error"]
+    assert not (tmp_path / "partial-again.json").exists()
+    assert code_show == 0 and shown["custodian_index"] == 0 and shown["key_id"] == init["key_id"]
+    assert shown["decrypted_rounds"] == ["round-1"]
+    assert "exponent" not in json.dumps(shown)
+
+
+PASSWORDS = {"PW0": "first custodian's password", "PW1": "second custodian's password"}
+
+
+@pytest.fixture(scope="module")
+def ceremony(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 2048-bit ceremony shared by the tests below (none of them writes a ledger entry)."""
+    out = tmp_path_factory.mktemp("shared") / "ceremony"
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in PASSWORDS.items():
+            mp.setenv(var, value)
+        code, result = custodian(
+            "init", "--out", str(out), "--custodians", "2", "--password-env", "PW0", "--password-env", "PW1", "--json"
+        )
+    assert code == 0, result
+    return out
+
+
+@pytest.fixture
+def passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in PASSWORDS.items():
+        monkeypatch.setenv(var, value)
+
+
+@pytest.mark.usefixtures("passwords")
+def test_custodian_init_writes_owner_only_shares_and_a_public_key_and_refuses_a_second_ceremony(
+    ceremony: Path,
+) -> None:
+    code, again = custodian(
+        "init", "--out", str(ceremony), "--custodians", "2", "--password-env", "PW0", "--password-env", "PW1", "--json"
+    )
+    code_show, shown = custodian("show", str(ceremony / "paillier_public_key.json"), "--json")
+
+    assert all(mode(ceremony / f"custodian-{i}.share") == 0o600 for i in range(2))
+    assert mode(ceremony / "paillier_public_key.json") == 0o644
+    assert code == EXIT_EXISTS and "--force" in again["error"]
+    assert code_show == 0 and shown["kind"] == "public key" and len(shown["custodian_keys"]) == 2
+    assert not ledger_path(ceremony / "custodian-0.share").exists()
+
+
+def test_custodian_decrypt_with_a_wrong_password_fails_without_touching_the_ledger(
+    ceremony: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    public_key = load_public_key(ceremony / "paillier_public_key.json")
+    layout = make_layout([100], max_participants=5, key_bits=public_key.bits)
+    firms = [identity.generate_identity() for _ in range(3)]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({
+        "round_id": "r", "contributions": [encrypt_contribution(public_key, layout, [1], "r", f).to_dict() for f in firms]
+    }))
+    roster = tmp_path / "roster.json"
+    roster.write_text(json.dumps([identity.public_key_b64(f) for f in firms]))
+    monkeypatch.setenv("WRONG", "not the right password")
+
+    code, out = custodian(
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request), "--roster", str(roster),
+        "--min-participants", "3", "--out", str(tmp_path / "p.json"), "--password-env", "WRONG", "--json",
+    )
+
+    assert code == EXIT_KEY_FILE and "wrong password" in out["error"]
+    assert not ledger_path(ceremony / "custodian-0.share").exists()
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.usefixtures("passwords")
+def test_custodian_decrypt_refuses_a_request_that_is_not_json(ceremony: Path, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text("{not json")
+    roster = tmp_path / "roster.txt"
+    roster.write_text(identity.public_key_b64(identity.generate_identity()) + "\n")
+
+    code, out = custodian(
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request), "--roster", str(roster),
+        "--min-participants", "3", "--out", str(tmp_path / "p.json"), "--password-env", "PW0", "--json",
+    )
+
+    assert code == EXIT_BAD_INPUT and "not JSON" in out["error"]
