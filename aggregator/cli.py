@@ -25,6 +25,7 @@ import httpx
 import typer
 
 from common.console import JsonOption, err, fail, out, print_json, table
+from common.schema_cli import schema_command
 
 if TYPE_CHECKING:
     from aggregator.store import Store
@@ -124,8 +125,6 @@ DbUrl = Annotated[
 
 
 def _schema_command(db: str | None, as_json: bool, upgrade: bool) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from aggregator import migrations
     from aggregator.settings import AggregatorDatabaseSettings
     from aggregator.store import make_engine
@@ -133,32 +132,8 @@ def _schema_command(db: str | None, as_json: bool, upgrade: bool) -> None:
     try:
         engine = make_engine(db or AggregatorDatabaseSettings().database_url)
     except ValueError as exc:
-        raise fail(str(exc), EXIT_DATABASE) from None
-    try:
-        before = migrations.current(engine)
-        notes = migrations.upgrade(engine) if upgrade else []
-        after = migrations.current(engine) if upgrade else before
-    except migrations.SchemaError as exc:
-        raise fail(str(exc), EXIT_DATABASE) from None
-    except SQLAlchemyError as exc:
-        raise fail(f"cannot open the aggregator database: {type(exc).__name__}: {exc}", EXIT_DATABASE) from None
-    finally:
-        engine.dispose()
-    data: dict[str, Any] = {"database": engine.url.render_as_string(hide_password=True), "revision": after,
-                            "head": migrations.head(), "up_to_date": after == migrations.head()}
-    if upgrade:
-        data |= {"from": before, "notes": notes}
-    if as_json:
-        print_json(data)
-    elif upgrade:
-        out.print(f"{data['database']}: {before or 'empty'} -> {after}", highlight=False, soft_wrap=True)
-        for note in notes:
-            style = "yellow" if note.startswith("kept") else "default"
-            out.print(f"[{style}]{note}[/{style}]", highlight=False, soft_wrap=True)
-    else:
-        state = "up to date" if data["up_to_date"] else f"behind: run `pcf agg db upgrade` to reach {data['head']}"
-        out.print(f"{data['database']}: revision {after or 'none (empty)'} ({state})", highlight=False,
-                   soft_wrap=True)
+        raise fail(str(exc), EXIT_DATABASE, as_json) from None
+    schema_command(migrations.SCHEMA, engine, upgrade=upgrade, as_json=as_json, exit_code=EXIT_DATABASE)
 
 
 @db_app.command("upgrade")

@@ -14,6 +14,7 @@ from rich.tree import Tree
 
 from common.console import JsonOption, fail, print_json
 from common.console import err as err_console
+from common.schema_cli import schema_command
 from lca.errors import ImportFailed, LCAError, NotFound, SolverError
 from lca.model import Process
 from node import service
@@ -557,40 +558,11 @@ def contribute_cmd(
 
 
 def _schema_command(db: str | None, as_json: bool, upgrade: bool) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from node import migrations
     from node.store import make_engine
 
-    url = db or settings().database_url
-    engine = make_engine(url)
-    try:
-        before = migrations.current(engine)
-        notes = migrations.upgrade(engine) if upgrade else []
-        after = migrations.current(engine) if upgrade else before
-    except migrations.SchemaError as exc:
-        raise fail(str(exc), EXIT_DATABASE, as_json) from None
-    except SQLAlchemyError as exc:
-        raise fail(f"cannot open the node database {url}: {type(exc).__name__}: {exc}", EXIT_DATABASE,
-                    as_json) from None
-    finally:
-        engine.dispose()
-    data: dict[str, Any] = {"database": engine.url.render_as_string(hide_password=True), "revision": after,
-                            "head": migrations.head(), "up_to_date": after == migrations.head()}
-    if upgrade:
-        data |= {"from": before, "notes": notes}
-    if as_json:
-        print_json(data)
-        return
-    if upgrade:
-        console.print(f"{data['database']}: {before or 'empty'} -> {after}", highlight=False, soft_wrap=True)
-        for note in notes:
-            style = "yellow" if note.startswith("kept") else "default"
-            console.print(f"[{style}]{note}[/{style}]", highlight=False, soft_wrap=True)
-    else:
-        state = "up to date" if data["up_to_date"] else f"behind: run `pcf node db upgrade` to reach {data['head']}"
-        console.print(f"{data['database']}: revision {after or 'none (empty)'} ({state})", highlight=False,
-                      soft_wrap=True)
+    engine = make_engine(db or settings().database_url)
+    schema_command(migrations.SCHEMA, engine, upgrade=upgrade, as_json=as_json, exit_code=EXIT_DATABASE)
 
 
 @db_app.command("upgrade")

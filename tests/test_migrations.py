@@ -291,7 +291,7 @@ def test_a_role_refuses_the_other_roles_database(tmp_path: Path) -> None:
         NodeStore(f"sqlite:///{tmp_path / 'agg.db'}")
     with pytest.raises(agg_migrations.SchemaError, match="is a node database"):
         open_store(f"sqlite:///{tmp_path / 'node.db'}")
-    with pytest.raises(node_migrations.SchemaError, match="holds the aggregator's tables"):
+    with pytest.raises(node_migrations.SchemaError, match="holds another role's tables and none of the node's"):
         NodeStore(f"sqlite:///{copy_fixture('aggregator.db', tmp_path)}")
 
 
