@@ -14,7 +14,7 @@ and well posed. 50 elementary flows, 10 of them greenhouse gases (AR5 characteri
 What is timed
 -------------
 * ours: ``build_system`` (from the bundle), ``factorize`` (the well-posedness check plus the
-  SuperLU factorisation with our symmetric minimum-degree ordering, see ``lca.solver``;
+  SuperLU factorisation with our symmetric minimum-degree ordering, see ``lca.solver.system``;
   bw2calc uses SuperLU's default COLAMD column ordering of ``A^T``), one footprint (``A s = f`` with the factors, then
   ``c B s``), and the footprints of every product by one transposed solve
   ``A^T lambda = (c B)^T``.
