@@ -11,6 +11,14 @@ Roles and how each proves itself:
 
 Missing or invalid credentials answer 401; valid credentials of a role that does not belong to
 the route answer 403. Every error body is :class:`aggregator.errors.ErrorBody`.
+
+Transport: ``pcf agg serve`` serves HTTPS (``PCF_AGG_TLS_CERTFILE`` / ``PCF_AGG_TLS_KEYFILE``).
+Whatever serves it, the service refuses (403 ``insecure-transport``) every request that carries an
+``Authorization`` header (the admin token, PACT Basic client credentials and PACT bearer tokens) or
+goes to the PACT token endpoint, unless the ASGI scope's ``scheme`` is ``https``: uvicorn sets it
+from the connection itself (an SSL transport) and, with proxy headers off as ``pcf agg serve``
+runs it, nothing a client sends can change it. Signed member and custodian requests need no
+secret on the wire and are accepted over either.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator import members, rounds, translog
 from aggregator.delivery import DeliveryReceipt, publish_to, sign_package
@@ -43,6 +52,7 @@ from aggregator.errors import (
     BadRequest,
     ErrorBody,
     Forbidden,
+    InsecureTransport,
     NotFound,
     Unauthorized,
     error_responses,
@@ -56,7 +66,15 @@ from keys.identity import Ed25519PrivateKey
 from protocols import paillier
 from protocols.spec import RoundSpec
 
-__all__ = ["API_PREFIX", "AggregatorInfo", "Health", "app_from_env", "create_app", "load_or_create_identity"]
+__all__ = [
+    "API_PREFIX",
+    "AggregatorInfo",
+    "Health",
+    "RequireTlsForSecrets",
+    "app_from_env",
+    "create_app",
+    "load_or_create_identity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +99,7 @@ class AggregatorInfo(BaseModel):
 
 _HEX = r"^[0-9a-f]+$"
 _SHA256 = r"^[0-9a-f]{64}$"
-_B64URL = r"^[A-Za-z0-9_-]+=*$"
+_B64URL = r"^[A-Za-z0-9_-]+$"  # canonical base64url: no padding (keys.identity.b64url_decode)
 _ROUND = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
@@ -261,14 +279,14 @@ def _routes() -> APIRouter:
         "/members/enroll",
         response_model=members.MemberPublic,
         status_code=201,
-        responses=error_responses(400, 401, 409),
+        responses=error_responses(400, 401, 403, 409),
         tags=["members"],
     )
     def enroll(request: Request, body: members.EnrollmentRequest) -> members.MemberPublic:
         """Ask to join: the signature proves possession of the identity key. The member starts ``pending``."""
         state = _state(request)
         with state.ctx.store.transaction() as tx:
-            return members.enroll(tx, body, state.now())
+            return members.enroll(tx, body, state.now(), authority_public_key=state.settings.authority_public_key)
 
     @r.get("/members/keys", response_model=list[members.MemberKey], tags=["public"])
     def member_keys(request: Request) -> list[members.MemberKey]:
@@ -510,6 +528,41 @@ def _routes() -> APIRouter:
     return r
 
 
+# ---------------------------------------------------------------------------------------- transport
+
+_SECRET_PATHS = frozenset({"/auth/token"})
+"""Paths whose requests carry a secret outside the ``Authorization`` header (PACT ``client_secret`` in the form)."""
+
+
+class RequireTlsForSecrets:
+    """ASGI middleware: the admin token and PACT credentials are accepted only on TLS connections.
+
+    A request that did not arrive over TLS (ASGI ``scope["scheme"] != "https"``) and carries an
+    ``Authorization`` header, or goes to a path in :data:`_SECRET_PATHS`, is answered 403
+    ``insecure-transport`` before any route sees it. The secret has crossed the network in clear by
+    then: the answer says to rotate it; what the refusal guarantees is that a plain-HTTP deployment
+    can never be used with those secrets by mistake. (Clients refuse earlier: ``pcf agg`` sends the
+    token to ``https://`` URLs only.)
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("scheme") != "https":
+            names = {name.lower() for name, _ in scope.get("headers", [])}
+            if b"authorization" in names or scope.get("path") in _SECRET_PATHS:
+                error = InsecureTransport(
+                    "credentials over plain HTTP are refused: the admin token and PACT client credentials are "
+                    "accepted only over HTTPS (serve with PCF_AGG_TLS_CERTFILE / PCF_AGG_TLS_KEYFILE and use an "
+                    "https:// URL); a secret sent here crossed the network in clear, so rotate it"
+                )
+                response = JSONResponse(error.body().model_dump(), status_code=error.status_code)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # ------------------------------------------------------------------------------------------ factory
 
 
@@ -609,6 +662,7 @@ def create_app(
         runner=runner,
         flower_roster=registrar is not None,
         clock=clock or utcnow,
+        authority_public_key=settings.authority_public_key,
     )
 
     @asynccontextmanager
@@ -630,6 +684,7 @@ def create_app(
     )
     app.add_exception_handler(AggregatorError, _on_aggregator_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_middleware(RequireTlsForSecrets)
 
     @app.get("/health", response_model=Health, tags=["public"])
     def health() -> Health:

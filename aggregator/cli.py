@@ -1,10 +1,15 @@
 """``pcf agg``: run the aggregator service and administer it through its HTTP API.
 
-Every command except ``serve`` is an HTTP client of a running service (``--url``, default
-``$PCF_AGG_PUBLIC_BASE_URL`` or ``http://127.0.0.1:8080``) authenticated with the admin token
+Every command except ``serve`` is an HTTPS client of a running service (``--url``, default
+``$PCF_AGG_PUBLIC_BASE_URL`` or ``https://127.0.0.1:8080``) authenticated with the admin token
 (``--token``, default ``$PCF_AGG_ADMIN_TOKEN``): the service holds the signing key and the
 database, so administration goes through the same checks and transparency log as everything
-else. ``--json`` prints the service's JSON answer instead of a table.
+else. The token is sent to ``https://`` URLs only, verified against ``pcf agg --ca CA.crt``
+(``$PCF_AGG_TLS_CAFILE``; default the system's trust store). ``--json`` prints the service's JSON
+answer instead of a table.
+
+``serve`` serves HTTPS with ``PCF_AGG_TLS_CERTFILE`` / ``PCF_AGG_TLS_KEYFILE``; plain HTTP only with
+``--insecure-http`` in development, and then the service refuses the admin token and PACT credentials.
 
 Exit codes (aggregator band 20-29): 20 other error, 21 refused credentials (401/403), 22 not
 found (404), 23 conflict with the round's state (409), 24 service unreachable, 25 delivery failed
@@ -47,18 +52,48 @@ Url = Annotated[str, typer.Option("--url", envvar="PCF_AGG_PUBLIC_BASE_URL", hel
 Token = Annotated[
     str, typer.Option("--token", envvar="PCF_AGG_ADMIN_TOKEN", help="Admin token.", show_default=False)
 ]
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = "https://127.0.0.1:8080"
 
+# Set by the group callback from ``pcf agg --ca`` / $PCF_AGG_TLS_CAFILE; read by every client command.
+_client_tls: dict[str, Path | None] = {"ca": None}
+
+
+@agg_app.callback()
+def _client_options(
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", envvar="PCF_AGG_TLS_CAFILE", show_default=False,
+                     help="CA certificate the service's HTTPS certificate is checked against (tls/ca.crt); "
+                          "default: the system's trust store."),
+    ] = None,
+) -> None:
+    """The association's aggregator: service, members, rounds, publication."""
+    _client_tls["ca"] = ca
+
+
+def _verify() -> Any:
+    ca = _client_tls["ca"]
+    if ca is None:
+        return True
+    from keys.tls import client_context
+
+    try:
+        return client_context(ca.read_text(encoding="ascii"))
+    except (OSError, ValueError) as exc:
+        raise fail(f"--ca {ca}: {exc}", EXIT_OTHER) from None
 
 
 def _call(method: str, url: str, path: str, token: str, body: Any = None, content: bytes | None = None) -> Any:
     if not token:
         raise fail("no admin token: pass --token or set PCF_AGG_ADMIN_TOKEN", 21)
+    if not url.lower().startswith("https://"):
+        raise fail(f"--url {url}: the admin token is sent over HTTPS only (the service refuses it over plain "
+                   "HTTP too); use the https:// URL of the service", 21)
     headers = {"Authorization": f"Bearer {token}"}
     if content is not None:
         headers["Content-Type"] = "application/json"
     try:
-        with httpx.Client(base_url=url.rstrip("/"), timeout=120.0) as client:
+        with httpx.Client(base_url=url.rstrip("/"), timeout=120.0, verify=_verify()) as client:
             response = client.request(method, path, json=body, content=content, headers=headers)
     except httpx.HTTPError as exc:
         raise fail(f"cannot reach the aggregator at {url}: {exc}", EXIT_UNREACHABLE) from None
@@ -81,20 +116,40 @@ def _call(method: str, url: str, path: str, token: str, body: Any = None, conten
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    insecure_http: Annotated[
+        bool,
+        typer.Option("--insecure-http", help="Development only: plain HTTP (the admin token and PACT credentials "
+                                            "are then refused). Same as PCF_AGG_INSECURE_HTTP=1."),
+    ] = False,
 ) -> None:
-    """Run the aggregator service (settings from PCF_AGG_* environment variables)."""
+    """Run the aggregator service over HTTPS (settings from PCF_AGG_* environment variables).
+
+    The certificate and key are ``PCF_AGG_TLS_CERTFILE`` / ``PCF_AGG_TLS_KEYFILE``. Proxy headers are
+    ignored: whether a request arrived over TLS is what the connection says, never what a client claims.
+    """
+    import os
+
     import uvicorn
     from pydantic import ValidationError
 
     from aggregator.settings import AggregatorSettings
 
+    if insecure_http:
+        os.environ["PCF_AGG_INSECURE_HTTP"] = "1"  # the app factory reads the same settings from the environment
     try:
         settings = AggregatorSettings()  # type: ignore[call-arg]
-    except ValidationError as exc:
+        served = settings.serving_tls()
+    except (ValidationError, ValueError) as exc:
         raise fail(f"settings refused:\n{exc}", 27) from None
     # Open (and upgrade) the database here, so a schema problem is one named error, not a traceback.
     _open_database(settings.database_url, settings.db_auto_upgrade).close()
-    uvicorn.run("aggregator.app:app_from_env", factory=True, host=host, port=port)
+    if served is None:
+        err.print("[yellow]warning:[/yellow] plain HTTP (--insecure-http): the admin token and PACT credentials "
+                  "are refused; development only", highlight=False)
+    uvicorn.run(
+        "aggregator.app:app_from_env", factory=True, host=host, port=port, proxy_headers=False,
+        ssl_certfile=str(served[0]) if served else None, ssl_keyfile=str(served[1]) if served else None,
+    )
 
 
 def _open_database(url: str, auto_upgrade: bool) -> Store:

@@ -9,6 +9,7 @@ Exception tree::
     │   ├── StaleRequest                  401  the signed timestamp is outside the accepted window
     │   └── ReplayedRequest               401  the same signed request was already seen
     ├── Forbidden                         403  authenticated, but not in the role this action needs
+    │   └── InsecureTransport             403  the admin token or PACT credentials arrived over plain HTTP
     ├── NotFound                          404  no such member, round, factor or log entry
     ├── Conflict                          409  the request clashes with the current state
     │   ├── InvalidTransition             409  a round cannot move from its state to the one asked
@@ -33,6 +34,7 @@ __all__ = [
     "DuplicateContribution",
     "ErrorBody",
     "Forbidden",
+    "InsecureTransport",
     "InvalidTransition",
     "NotFound",
     "RegistrationFailed",
@@ -96,6 +98,10 @@ class ReplayedRequest(Unauthorized):
 class Forbidden(AggregatorError):
     status_code = 403
     code = "forbidden"
+
+
+class InsecureTransport(Forbidden):
+    code = "insecure-transport"
 
 
 class NotFound(AggregatorError):

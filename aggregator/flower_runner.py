@@ -9,7 +9,7 @@ The aggregator drives the SuperLink only through the Flower CLI, with ``FLWR_HOM
   ``flwr supernode unregister <node id> <connection> --format json`` (:func:`unregister_supernode`),
   so its SuperNode can no longer connect;
 * running a ``secagg`` round (:class:`FlowerSecAggRunner`) writes a Flower App project naming
-  ``pcf.flower_app:server_app`` / ``pcf.flower_app:client_app``, the roster file (node id ->
+  ``pcf.flower_app:server_app`` / ``node.flower_client:client_app``, the roster file (node id ->
   identity key, from the round's signed roster) and the run config, runs ``flwr run`` and waits
   for the ServerApp's result file; a failed, stopped or overdue run raises, so the round aborts.
 
@@ -40,6 +40,8 @@ from aggregator.members import SuperNodeRegistrar, SuperNodeUnregistrar
 from aggregator.rounds import RosterEntry, secagg_value_bits
 from aggregator.settings import AggregatorSettings
 from aggregator.store import utcnow
+from protocols.fab import APPROVED_CLIENTAPP, DEFAULT_SERVERAPP, fab_pyproject
+from protocols.secagg_policy import required_threshold, spec_degree
 from protocols.spec import RoundSpec, vector_layout
 
 __all__ = [
@@ -60,8 +62,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVER_APP: Final = "pcf.flower_app:server_app"
-CLIENT_APP: Final = "pcf.flower_app:client_app"
+SERVER_APP: Final = DEFAULT_SERVERAPP
+CLIENT_APP: Final = APPROVED_CLIENTAPP
 _BIN = Path(sys.executable).parent
 _REPO = Path(__file__).resolve().parents[1]
 _CLI_TIMEOUT = 120.0
@@ -283,46 +285,17 @@ def supernode_unregistrar(settings: AggregatorSettings, *, run: CommandRunner = 
 
 # -------------------------------------------------------------------------------------- the FAB
 
-_FAB_PYPROJECT = """\
-[project]
-name = "pcfround"
-version = "1.0.0"
-description = "pcf-dataspace aggregation round"
-license = "Apache-2.0"
-dependencies = []
-
-[tool.flwr.app]
-publisher = "pcf-dataspace"
-
-[tool.flwr.app.components]
-serverapp = "{serverapp}"
-clientapp = "{clientapp}"
-
-[tool.flwr.app.config]
-round-id = "round"
-vector-length = 1
-value-bits = 0
-roster-path = ""
-participants = ""
-threshold = 0
-degree = 0
-stage-timeout = 60.0
-connect-timeout = 30.0
-result-path = ""
-record-path = ""
-"""
-
-
 def write_fab_project(directory: Path, *, serverapp: str = SERVER_APP, clientapp: str = CLIENT_APP) -> Path:
     """Write the Flower App project ``flwr run`` bundles: a pyproject naming installed components.
 
-    The components live in this repository's installed packages, so the bundle carries no code.
+    The components live in this repository's installed packages, so the bundle carries no code. The
+    text is :func:`protocols.fab.fab_pyproject`: a node runs a round only if the FAB is the one its
+    own installed package builds for the named ServerApp (``node.clientapp_runner``), so a FAB
+    naming another ClientApp, or carrying modules, is refused by every node.
     """
-    for ref in (serverapp, clientapp):
-        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):
-            raise ValueError(f"Flower component {ref!r}: accepted: 'module.path:attribute'")
+    text = fab_pyproject(serverapp=serverapp, clientapp=clientapp)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pyproject.toml").write_text(_FAB_PYPROJECT.format(serverapp=serverapp, clientapp=clientapp))
+    (directory / "pyproject.toml").write_text(text)
     return directory
 
 
@@ -395,6 +368,14 @@ class FlowerSecAggRunner:
             value_bits = secagg_value_bits(spec, len(nodes))
         except ValueError as exc:
             raise FlowerRunFailed(f"round {spec.round_id!r}: {exc}") from None
+        degree = spec_degree(spec, len(nodes))
+        # The smallest threshold the nodes accept (protocols.secagg_policy.RoundPolicy.check).
+        threshold = required_threshold(spec.min_participants, spec.secagg.threshold_fraction, degree + 1)
+        if threshold > degree + 1:
+            raise FlowerRunFailed(
+                f"round {spec.round_id!r}: threshold {threshold} (min_participants {spec.min_participants}) exceeds "
+                f"the {degree + 1} share holders of each firm; accepted: a larger neighbourhood_size or roster"
+            )
         wait = min(self.settings.flower_run_timeout_seconds, (spec.deadline - self.clock()).total_seconds())
         if wait <= 0:
             raise FlowerRunFailed(
@@ -414,6 +395,8 @@ class FlowerSecAggRunner:
             "value-bits": value_bits,
             "roster-path": str(roster_path),
             "participants": ",".join(str(n) for n in sorted(nodes)),
+            "threshold": threshold,
+            "degree": degree,
             "stage-timeout": float(self.settings.flower_stage_timeout_seconds),
             "connect-timeout": float(self.settings.flower_connect_timeout_seconds),
             "result-path": str(result_path),

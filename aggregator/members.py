@@ -9,11 +9,12 @@ A member request carries three headers:
     Ed25519 signatures are deterministic, so the fraction is what tells two identical requests
     apart: a signature seen before is refused as a replay;
 ``X-PCF-Signature``
-    base64 Ed25519 signature over :func:`request_message` (``protocols.auth``): the canonical
-    encoding of the method, the path with its query, the timestamp and the body's SHA-256.
+    Ed25519 signature over :func:`request_message` (``protocols.auth``): the canonical
+    encoding of the method, the path with its query, the timestamp and the body's SHA-256; canonical
+    unpadded base64url only (any other spelling is refused).
 
 Requests more than ``max_age`` away from the server's clock are refused as stale; a signature
-seen before is refused as a replay.
+seen before is refused as a replay, keyed on its decoded bytes.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ from protocols.auth import (
     sign_enrollment,
     sign_request,
 )
+from protocols.certificates import (
+    CertificateRejected,
+    MemberCertificate,
+    USCCError,
+    validate_uscc,
+    verify_certificate,
+)
 from protocols.errors import InvalidSignature
 
 __all__ = [
@@ -62,11 +70,13 @@ __all__ = [
     "SuperNodeUnregistrar",
     "approve_member",
     "authenticate_member",
+    "certified_members",
     "check_signed_request",
     "enroll",
     "enrollment_message",
     "list_member_keys",
     "list_members",
+    "member_certificate",
     "remember",
     "request_message",
     "revoke_member",
@@ -99,6 +109,8 @@ class MemberPublic(BaseModel):
     ``None`` while pending or when no SuperLink is configured."""
     created_at: datetime
     updated_at: datetime
+    uscc: str | None = None
+    """Unified Social Credit Code of the membership certificate the member enrolled with."""
 
 
 SuperNodeRegistrar = Callable[[str], str]
@@ -126,21 +138,34 @@ class MemberKey(BaseModel):
     fingerprint: str
     identity_public_key: str
     status: MemberStatus
+    certificate: MemberCertificate | None = None
+    """The membership authority's certificate the member enrolled with (check it against the authority key)."""
 
 
 def _public(row: MemberRow) -> MemberPublic:
     return MemberPublic.model_validate(row, from_attributes=True)
 
 
-def enroll(tx: Transaction, req: EnrollmentRequest, now: datetime) -> MemberPublic:
-    """Record a pending member after checking the proof of possession of its identity key.
+def enroll(tx: Transaction, req: EnrollmentRequest, now: datetime, *,
+           authority_public_key: str | None = None) -> MemberPublic:
+    """Record a pending member after checking the proof of possession of its identity key and its certificate.
+
+    Parameters
+    ----------
+    authority_public_key
+        The membership authority's key the association pinned (``PCF_AGG_AUTHORITY_PUBLIC_KEY``): when
+        given, the request MUST carry that authority's current certificate for its identity key, and
+        the enrolment names are the certificate's legal names.
 
     Raises
     ------
     Unauthorized
         If the signature does not verify with the enclosed identity key.
+    Forbidden
+        A certificate is required and missing, not by the pinned authority, expired, or for another
+        key; or the names differ from the certificate's.
     Conflict
-        If the key is already enrolled.
+        If the key is already enrolled, or another member (not revoked) holds the same USCC.
     """
     msg = enrollment_message(req.org_name_zh, req.org_name_en, req.identity_public_key, req.supernode_public_key)
     try:
@@ -151,6 +176,19 @@ def enroll(tx: Transaction, req: EnrollmentRequest, now: datetime) -> MemberPubl
             "enrolment signature does not verify with identity_public_key; sign the canonical JSON of "
             "org_name_zh, org_name_en, identity_public_key and supernode_public_key with the identity key"
         ) from None
+    if authority_public_key is not None:
+        _check_certificate(req, authority_public_key, now)
+    if req.certificate is not None:
+        try:
+            validate_uscc(req.certificate.uscc)
+        except USCCError as exc:
+            raise Forbidden(f"membership certificate refused (malformed): {exc}") from None
+        holder = next((m for m in tx.list_members() if m.uscc == req.certificate.uscc and m.status != "revoked"), None)
+        if holder is not None:
+            raise Conflict(
+                f"USCC {req.certificate.uscc} is already enrolled as member {holder.id} ({holder.fingerprint}); "
+                "one firm is one member: the association revokes the old member before the firm enrols a new key"
+            )
     row = MemberRow(
         fingerprint=fp,
         org_name_zh=req.org_name_zh,
@@ -160,8 +198,58 @@ def enroll(tx: Transaction, req: EnrollmentRequest, now: datetime) -> MemberPubl
         status="pending",
         created_at=now,
         updated_at=now,
+        certificate=req.certificate.model_dump_json() if req.certificate is not None else None,
+        uscc=req.certificate.uscc if req.certificate is not None else None,
     )
     return _public(tx.add_member(row))
+
+
+def _check_certificate(req: EnrollmentRequest, authority_public_key: str, now: datetime) -> None:
+    if req.certificate is None:
+        raise Forbidden(
+            "enrolment needs a membership certificate: the firm's identity key certified by the membership "
+            "authority against its USCC (`pcf authority certify`, then `pcf node enroll --certificate FILE`)"
+        )
+    try:
+        cert = verify_certificate(req.certificate, authority_public_key, now=now,
+                                  identity_public_key=req.identity_public_key)
+    except CertificateRejected as exc:
+        raise Forbidden(f"membership certificate refused ({exc.reason}): {exc}") from None
+    if (req.org_name_zh, req.org_name_en) != (cert.legal_name_zh, cert.legal_name_en):
+        raise Forbidden(
+            f"the enrolment names ({req.org_name_zh!r}, {req.org_name_en!r}) are not the certificate's legal names "
+            f"({cert.legal_name_zh!r}, {cert.legal_name_en!r}); enrol under the certified names"
+        )
+
+
+def member_certificate(row: MemberRow) -> MemberCertificate | None:
+    """The certificate a member enrolled with, or ``None``."""
+    return None if row.certificate is None else MemberCertificate.model_validate_json(row.certificate)
+
+
+def certified_members(rows: list[MemberRow], authority_public_key: str | None,
+                      now: datetime) -> tuple[list[MemberRow], dict[str, MemberCertificate]]:
+    """The members a roster may hold and their certificates by fingerprint.
+
+    Without an authority key every member is kept (with whatever certificate it enrolled with);
+    with one, only members whose certificate is current for their key, so a roster never names a
+    member that nodes pinning the authority would refuse (one whose certificate expired since
+    enrolment is left out and logged).
+    """
+    kept: list[MemberRow] = []
+    certs: dict[str, MemberCertificate] = {}
+    for row in rows:
+        cert = member_certificate(row)
+        if authority_public_key is not None:
+            try:
+                cert = verify_certificate(cert, authority_public_key, now=now, identity_public_key=row.identity_public_key)
+            except CertificateRejected as exc:
+                log.warning("member %s (%s) left out of the roster: %s", row.id, row.fingerprint, exc)
+                continue
+        kept.append(row)
+        if cert is not None:
+            certs[row.fingerprint] = cert
+    return kept, certs
 
 
 _ALLOWED_FROM: Final[dict[str, tuple[str, ...]]] = {
@@ -264,7 +352,8 @@ def list_members(tx: Transaction, status: MemberStatus | None = None) -> list[Me
 def list_member_keys(tx: Transaction) -> list[MemberKey]:
     """Every member's identity key (revoked ones too: their old receipts stay verifiable)."""
     return [
-        MemberKey(fingerprint=r.fingerprint, identity_public_key=r.identity_public_key, status=r.status)  # type: ignore[arg-type]
+        MemberKey(fingerprint=r.fingerprint, identity_public_key=r.identity_public_key, status=r.status,  # type: ignore[arg-type]
+                  certificate=member_certificate(r))
         for r in tx.list_members()
     ]
 
@@ -298,7 +387,8 @@ def check_signed_request(
     Returns
     -------
     tuple[str, str]
-        The fingerprint and the signature (to remember against replays).
+        The fingerprint and the replay key: the decoded signature bytes in canonical base64url
+        (to remember against replays; the same for every spelling of one signature).
 
     Raises
     ------
@@ -328,8 +418,12 @@ def check_signed_request(
     try:
         identity.verify(public, request_message(method, path, ts, hashlib.sha256(body).hexdigest()), sig)
     except InvalidSignature:
-        raise Unauthorized("request signature does not verify") from None
-    return fp, sig
+        raise Unauthorized(
+            "request signature does not verify; accepted: the Ed25519 signature as canonical base64url "
+            "(86 characters, no '=' padding, no '+' '/', no whitespace)"
+        ) from None
+    # The replay cache keys on the signature's bytes, re-encoded, never on the text as received.
+    return fp, identity.b64url_encode(identity.signature_bytes(sig))
 
 
 def authenticate_member(

@@ -84,6 +84,9 @@ class RoundContext:
     """``secagg`` rounds run over a Flower SuperLink: opening one fixes and signs its roster of approved
     members with a registered SuperNode (node id -> identity key), and the runner gets exactly that roster."""
     clock: Callable[[], datetime] = utcnow
+    authority_public_key: str | None = None
+    """The membership authority's key (``PCF_AGG_AUTHORITY_PUBLIC_KEY``): rosters hold only members whose
+    certificate by it is current, and carry those certificates."""
     spawn: Callable[[Callable[[], None]], None] = _spawn_thread
     """How a ``secagg`` run is started off the request (a daemon thread; tests may run inline)."""
     _publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

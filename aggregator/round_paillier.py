@@ -1,7 +1,10 @@
 """Protocol 2, ``paillier``: members post encrypted contributions in a window; the custodians decrypt the product.
 
-A round stays ``open`` while contributions arrive (each is verified, and refused if it copies a
-ciphertext); closing it moves it to ``aggregating`` (or suppresses it at once when too few
+The round spec names the custodians' key (``paillier.key_id``), which members pinned. Opening a
+round signs and logs its roster (member fingerprint -> identity key): only those members may
+contribute, and the custodians read the roster from the log. A round stays ``open`` while
+contributions arrive (each is verified with its plaintext proofs, must be canonical JSON so its
+logged hash identifies it, and is refused if it copies a ciphertext); closing it moves it to ``aggregating`` (or suppresses it at once when too few
 contributed to ever be decrypted). The custodians fetch the :class:`DecryptionRequest`, and once
 every custodian's partial decryption is stored the round is combined and decided. Contributions and
 partials are persisted, so a restart carries on where it stopped.
@@ -16,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from aggregator import translog
 from aggregator.errors import (
     BadRequest,
     Conflict,
@@ -25,7 +29,8 @@ from aggregator.errors import (
     Unauthorized,
     Unavailable,
 )
-from aggregator.round_context import AGGREGATING, OPEN, RoundContext, row_params, row_spec
+from aggregator.members import certified_members
+from aggregator.round_context import AGGREGATING, OPEN, RoundContext, row_params, row_roster, row_spec
 from aggregator.round_models import DecryptionRequest, PartialReceipt, round_public
 from aggregator.round_outcome import abort_round, conclude_round, suppress_round
 from aggregator.round_protocol import RoundProtocol
@@ -33,7 +38,9 @@ from aggregator.store import ContributionRow, MemberRow, PartialDecryptionRow, R
 from keys import identity
 from keys.errors import InvalidSignature
 from protocols import paillier
+from protocols.canonical import canonical_json
 from protocols.paillier import spec_layout as paillier_layout
+from protocols.roster import roster_log_payload, sign_roster
 from protocols.spec import RoundSpec
 from protocols.stats import check_disclosure
 
@@ -80,6 +87,11 @@ class PaillierProtocol(RoundProtocol):
                 "no Paillier public key is configured; set PCF_AGG_PAILLIER_PUBLIC_KEY to the ceremony's "
                 "paillier_public_key.json, or use protocol 'secagg'"
             )
+        if spec.paillier.key_id != pk.key_id:
+            raise SpecRejected(
+                f"round spec {spec.round_id!r}: paillier.key_id {spec.paillier.key_id} is not the configured custodians' "
+                f"key {pk.key_id}; accepted: the key id the custodians published"
+            )
         if pk.bits < spec.paillier.key_bits:
             raise SpecRejected(
                 f"round spec {spec.round_id!r}: paillier.key_bits {spec.paillier.key_bits} exceeds the configured "
@@ -92,16 +104,28 @@ class PaillierProtocol(RoundProtocol):
         return {"paillier_public_key": pk.to_dict()}
 
     def on_open(self, tx: Transaction, ctx: RoundContext, row: RoundRow, spec: RoundSpec, now: datetime) -> None:
-        """Nothing to fix: the key was stored at creation and any roster member may contribute."""
+        """Sign and log the roster: the approved members (fingerprint -> identity key), who alone may contribute."""
+        approved, certificates = certified_members(tx.list_members("approved"), ctx.authority_public_key, now)
+        members = {m.fingerprint: m.identity_public_key for m in approved}
+        signed = sign_roster(ctx.key, row.id, row.spec_hash, members, certificates)
+        tx.set_round_params(row.id, json.dumps({**row_params(row), "roster": signed.model_dump(mode="json")}))
+        translog.append(tx, ctx.key, translog.ROSTER, roster_log_payload(signed), now)
 
     def parse_contribution(self, round_id: str, body: bytes) -> paillier.SignedContribution:
         """A :class:`~protocols.paillier.SignedContribution` from its JSON (``BadRequest`` otherwise)."""
         try:
-            return paillier.SignedContribution.from_dict(json.loads(body))
+            doc = json.loads(body)
+            contribution = paillier.SignedContribution.from_dict(doc)
         except (ValueError, paillier.MalformedMessage) as exc:
             raise BadRequest(
                 f"contribution to round {round_id!r} is not a SignedContribution JSON object: {exc}"
             ) from None
+        if canonical_json(doc) != body:  # the custodians match bodies to logged receipts by this hash
+            raise BadRequest(
+                f"contribution to round {round_id!r} is not canonical JSON (RFC 8785); accepted: "
+                "protocols.canonical.canonical_json of SignedContribution.to_dict()"
+            )
+        return contribution
 
     def check_contribution(self, row: RoundRow, spec: RoundSpec, member: MemberRow, contribution: Any) -> None:
         """The member's own key, and a digest and signature that verify against the round's key."""
@@ -111,6 +135,11 @@ class PaillierProtocol(RoundProtocol):
             raise Forbidden(
                 f"contribution sender {contribution.sender[:16]}… is not the identity key of the signing member "
                 f"{member.fingerprint}; members contribute under their own key"
+            )
+        roster = row_roster(row)
+        if roster is not None and roster.roster.get(member.fingerprint) != member.identity_public_key:
+            raise Forbidden(
+                f"member {member.fingerprint} is not on the signed roster of round {round_id!r} (fixed when it opened)"
             )
         layout = paillier_layout(spec)
         try:

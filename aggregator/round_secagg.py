@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from aggregator import translog
 from aggregator.errors import Conflict, InvalidTransition, SpecRejected, Unavailable
+from aggregator.members import certified_members
 from aggregator.round_context import (
     AGGREGATING,
     COLLECTING,
@@ -28,8 +29,9 @@ from aggregator.round_context import (
 from aggregator.round_outcome import abort_round, conclude_round
 from aggregator.round_protocol import RoundProtocol
 from aggregator.store import ContributionRow, MemberRow, RoundRow, Transaction
-from protocols.roster import sign_roster
-from protocols.spec import RoundSpec, vector_layout
+from protocols.roster import roster_log_payload, sign_roster
+from protocols.secagg_policy import spec_value_bits
+from protocols.spec import RoundSpec
 
 __all__ = ["SecaggProtocol", "secagg_value_bits"]
 
@@ -110,7 +112,7 @@ def secagg_value_bits(spec: RoundSpec, participants: int) -> int:
     ValueError
         When no such ``b`` exists for this many participants.
     """
-    bits = max(max(slot.bound_int for slot in vector_layout(spec)).bit_length(), 1)
+    bits = spec_value_bits(spec)  # the bound every node checks the server's parameters against
     if bits > 62 or participants * 2**bits > 2**63:
         raise ValueError(
             f"slot bounds need inputs below 2**{bits}; {participants} participants × 2**{bits} exceeds 2**63, "
@@ -121,11 +123,13 @@ def secagg_value_bits(spec: RoundSpec, participants: int) -> int:
 
 def _fix_roster(tx: Transaction, ctx: RoundContext, row: RoundRow, spec: RoundSpec, now: datetime) -> None:
     """Sign the roster of an opening ``secagg`` round, store it with the round and log it."""
-    members = [m for m in tx.list_members("approved") if m.flower_node_id is not None]
+    members, certificates = certified_members(
+        [m for m in tx.list_members("approved") if m.flower_node_id is not None], ctx.authority_public_key, now)
     if len(members) < spec.min_participants:
         raise Conflict(
             f"round {row.id!r} cannot open: {len(members)} approved member(s) have a SuperNode registered with "
-            f"the SuperLink, min_participants is {spec.min_participants}; approve more members first"
+            f"the SuperLink{' and a current membership certificate' if ctx.authority_public_key else ''}, "
+            f"min_participants is {spec.min_participants}; approve more members first"
         )
     if len(members) > spec.max_participants:
         raise Conflict(
@@ -137,16 +141,11 @@ def _fix_roster(tx: Transaction, ctx: RoundContext, row: RoundRow, spec: RoundSp
     except ValueError as exc:
         raise SpecRejected(f"round {row.id!r}: {exc}") from None
     signed = sign_roster(
-        ctx.key, row.id, row.spec_hash, {str(m.flower_node_id): m.identity_public_key for m in members}
+        ctx.key, row.id, row.spec_hash, {str(m.flower_node_id): m.identity_public_key for m in members},
+        {str(m.flower_node_id): certificates[m.fingerprint] for m in members if m.fingerprint in certificates},
     )
     tx.set_round_params(row.id, json.dumps({**row_params(row), "roster": signed.model_dump(mode="json")}))
-    translog.append(
-        tx,
-        ctx.key,
-        translog.ROSTER,
-        {"round_id": row.id, "spec_hash": row.spec_hash, "roster": signed.roster, "signature": signed.signature},
-        now,
-    )
+    translog.append(tx, ctx.key, translog.ROSTER, roster_log_payload(signed), now)
 
 
 def _run_secagg(ctx: RoundContext, round_id: str, spec: RoundSpec, roster: list[RosterEntry]) -> None:

@@ -59,9 +59,23 @@ class AggregatorSettings(AggregatorDatabaseSettings):
     pact_client_id: str = "pcf-aggregator"
     pact_client_secret: SecretStr
     """Client secret of the PACT v3 OAuth2 client-credentials flow."""
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = "https://127.0.0.1:8080"
+    tls_certfile: Path | None = None
+    """PEM certificate the API serves over HTTPS (``PCF_AGG_TLS_CERTFILE``): ``tls/aggregator.pem`` from
+    ``pcf keys deployment`` or ``pcf keys tls --aggregator-host``, issued by the CA nodes pin at enrolment."""
+    tls_keyfile: Path | None = None
+    """Its private key (``PCF_AGG_TLS_KEYFILE``)."""
+    insecure_http: bool = False
+    """Development only: ``pcf agg serve`` serves plain HTTP (``PCF_AGG_INSECURE_HTTP``, ``--insecure-http``).
+    The service then refuses the admin token and PACT credentials (they would have crossed the network in
+    clear): only public reads and signed member requests work. Refused outside ``development``."""
     national_db_push_url: str | None = None
     """Where ``pcf agg publish`` delivers factor packages when no ``--to`` is given (read by the CLI)."""
+    authority_public_key: str | None = None
+    """The membership authority's Ed25519 public key (``PCF_AGG_AUTHORITY_PUBLIC_KEY``, from ``pcf authority
+    init``). When set, enrolment needs a valid certificate of that authority for the enrolling key, and rosters
+    hold only members whose certificate is still valid. Nodes and custodians check the certificates themselves,
+    against the key they pinned: this setting only spares the aggregator members no node would accept."""
     superlink_address: str | None = None
     """``host:port`` of the Flower SuperLink (its Control API). When set, approving a member registers its
     SuperNode key there and ``secagg`` rounds run over it (:mod:`aggregator.flower_runner`)."""
@@ -107,6 +121,41 @@ class AggregatorSettings(AggregatorDatabaseSettings):
                     f"or PCF_AGG_ENVIRONMENT=development"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> AggregatorSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError(
+                "PCF_AGG_TLS_CERTFILE and PCF_AGG_TLS_KEYFILE go together; set both (tls/aggregator.pem and "
+                "tls/aggregator.key from `pcf keys deployment`) or neither"
+            )
+        if self.insecure_http and self.environment != "development":
+            raise ValueError(
+                f"PCF_AGG_INSECURE_HTTP is for development only (PCF_AGG_ENVIRONMENT is {self.environment!r}); "
+                "serve HTTPS with PCF_AGG_TLS_CERTFILE and PCF_AGG_TLS_KEYFILE"
+            )
+        return self
+
+    def serving_tls(self) -> tuple[Path, Path] | None:
+        """The certificate and key ``pcf agg serve`` serves HTTPS with; ``None`` for plain HTTP (``insecure_http``).
+
+        Raises
+        ------
+        ValueError
+            Neither TLS files nor ``insecure_http`` are set, or a file cannot be read.
+        """
+        if self.tls_certfile is None or self.tls_keyfile is None:
+            if self.insecure_http:
+                return None
+            raise ValueError(
+                "no TLS certificate: set PCF_AGG_TLS_CERTFILE and PCF_AGG_TLS_KEYFILE (tls/aggregator.pem and "
+                "tls/aggregator.key from `pcf keys deployment`, or `pcf keys tls --aggregator-host HOST`); "
+                "plain HTTP only with --insecure-http in development"
+            )
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if not path.is_file():
+                raise ValueError(f"{path}: no such file; accepted: a PEM file (PCF_AGG_TLS_CERTFILE / _KEYFILE)")
+        return self.tls_certfile, self.tls_keyfile
 
     @property
     def flwr_home_dir(self) -> Path:

@@ -124,6 +124,11 @@ class MemberRow(AggregatorTable, table=True):
     (text: Flower node ids are unsigned 64-bit and overflow a signed BIGINT)."""
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    certificate: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """JSON of the membership authority's certificate for this key (revision ``0004``); ``None`` when enrolled
+    without one."""
+    uscc: str | None = Field(default=None, index=True)
+    """The certificate's Unified Social Credit Code."""
 
 
 class RoundRow(AggregatorTable, table=True):

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from custodian.ceremony import CEREMONY_MIN_KEY_BITS, ceremony_files, custodian_init
 from custodian.decrypt import custodian_decrypt
 from custodian.errors import CustodianKeyError
-from custodian.store import ledger_path, read_ledger, read_share_header
+from custodian.fetch import FetchFailed, fetch_bodies, fetch_log
+from custodian.store import ledger_path, load_share, read_ledger, read_share_header
 from keys import identity
 from keys.cli_common import (
     EXIT_BAD_INPUT,
@@ -30,16 +32,19 @@ from keys.cli_common import (
 )
 from keys.errors import IdentityError
 from keys.files import write_public
+from protocols.certificates import CertificateRejected, RevocationList, verify_revocation_list
 from protocols.paillier import (
+    MIN_PARTICIPANTS_FLOOR,
     MIN_PASSWORD_LENGTH,
     SHARE_FORMAT,
     CustodianRefused,
     KeyShareError,
     MalformedMessage,
     SplitPublicKey,
+    parse_log,
 )
 
-__all__ = ["custodian_app", "read_roster"]
+__all__ = ["custodian_app"]
 
 custodian_app = typer.Typer(help="Paillier key ceremony and custodians' partial decryptions.", no_args_is_help=True)
 
@@ -48,56 +53,6 @@ _PASSWORD_HINT = f"at least {MIN_PASSWORD_LENGTH} characters for custodian share
 
 def _password(var: str) -> str:
     return password_from_env(var, hint=_PASSWORD_HINT)
-
-
-def read_roster(path: Path) -> list[str]:
-    """Member public keys from a custodian's roster file.
-
-    Accepted: a JSON list whose items are base64url Ed25519 public keys or objects with an
-    ``identity_public_key`` (as ``GET /api/v1/members/keys`` serves them; ``revoked`` ones are
-    skipped), a JSON object with such a list under ``"roster"``, or plain text with one key per line
-    (``#`` starts a comment).
-
-    Raises
-    ------
-    Refused
-        The file is missing or an entry is not a 32-byte base64url key.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise Refused(f"{path}: cannot read the roster: {exc.strerror}", EXIT_BAD_INPUT) from None
-    items: list[Any]
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        items = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-        items = [i for i in items if i]
-    else:
-        if isinstance(doc, dict) and isinstance(doc.get("roster"), list):
-            doc = doc["roster"]
-        if not isinstance(doc, list):
-            raise Refused(
-                f"{path}: a JSON {type(doc).__name__}; accepted: a list of keys or of objects with identity_public_key",
-                EXIT_BAD_INPUT,
-            )
-        items = doc
-    keys: list[str] = []
-    for k, item in enumerate(items):
-        if isinstance(item, dict):
-            if item.get("status") == "revoked":
-                continue
-            item = item.get("identity_public_key")
-        if not isinstance(item, str):
-            raise Refused(f"{path}: entry {k} is {item!r}; accepted: a base64url Ed25519 public key", EXIT_BAD_INPUT)
-        try:
-            identity.load_public_key_b64(item)
-        except IdentityError as exc:
-            raise Refused(f"{path}: entry {k}: {exc}", EXIT_BAD_INPUT) from None
-        keys.append(item)
-    if not keys:
-        raise Refused(f"{path}: the roster lists no member key", EXIT_BAD_INPUT)
-    return keys
 
 
 @custodian_app.command("init")
@@ -155,36 +110,94 @@ def custodian_init_cmd(
         print_json(info)
     else:
         console.print(kv_table(f"Paillier key {result.key_id[:16]}", info))
+        console.print(f"Publish the key fingerprint {result.key_id}: rounds name it in their signed spec "
+                      "(paillier.key_id) and members pin it (pcf node enroll --paillier-key, or pcf node pin-paillier-key).")
         console.print("Each custodian takes their share away; then wipe this directory (keep the public key).")
+
+
+def _revocation_list(path: Path | None, authority_key: str | None) -> RevocationList | None:
+    if path is None:
+        return None
+    if authority_key is None:
+        raise Refused("--crl needs --authority-key: the list is checked against the authority's key", EXIT_BAD_INPUT)
+    try:
+        return verify_revocation_list(_read_json(path, "the revocation list"), authority_key)
+    except CertificateRejected as exc:
+        raise Refused(f"{path}: {exc}", EXIT_BAD_INPUT) from None
 
 
 @custodian_app.command("decrypt")
 def custodian_decrypt_cmd(
     share: Annotated[Path, typer.Option("--share", help="This custodian's share file.")],
-    request: Annotated[Path, typer.Option("--request", help="The round's decryption request (JSON from the aggregator).")],
-    roster: Annotated[Path, typer.Option("--roster", help="The custodian's own list of member public keys.")],
-    min_participants: Annotated[int, typer.Option("--min-participants", help="Fewest distinct members to reveal a sum of.")],
+    round_id: Annotated[str, typer.Option("--round", help="The paillier round to decrypt.")],
+    aggregator_key: Annotated[
+        str, typer.Option("--aggregator-key", help="The aggregator's identity key as the association published it "
+                          "(base64url); the log, spec and roster must be signed with it.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Where to write the signed partial decryption (JSON).")],
+    aggregator: Annotated[
+        str | None, typer.Option("--aggregator", help="The aggregator's base URL: read its log and contribution bodies.")
+    ] = None,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Offline: the transparency log (GET /api/v1/log pages, JSON).")
+    ] = None,
+    request: Annotated[
+        Path | None, typer.Option("--request", help="Offline: the round's decryption request (JSON), for its bodies.")
+    ] = None,
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate of the aggregator's HTTPS endpoint.")] = None,
+    authority_key: Annotated[
+        str | None, typer.Option("--authority-key", help="The membership authority's public key as it published it: "
+                                 "every roster member must hold its current certificate.")
+    ] = None,
+    crl: Annotated[
+        Path | None, typer.Option("--crl", help="The authority's signed revocation list (pcf authority crl).")
+    ] = None,
+    min_participants: Annotated[
+        int, typer.Option("--min-participants", help="This custodian's own minimum; the signed spec's applies if larger.")
+    ] = MIN_PARTICIPANTS_FLOOR,
     password_env: Annotated[
         str | None, typer.Option("--password-env", help="Environment variable holding the share's password.")
     ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Answer a decryption request with this custodian's signed partial decryption, or refuse."""
+    """Decrypt the product of every contribution the aggregator's log records for a round, or refuse."""
     try:
         refuse_existing([out], force)
-        members = read_roster(roster)
+        if (aggregator is None) == (log is None and request is None):
+            raise Refused("give --aggregator URL, or --log FILE and --request FILE (offline)", EXIT_BAD_INPUT)
+        if aggregator is None and (log is None or request is None):
+            raise Refused("offline decryption needs both --log FILE and --request FILE", EXIT_BAD_INPUT)
         try:
-            request_json = request.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise Refused(f"{request}: cannot read the request: {exc.strerror}", EXIT_BAD_INPUT) from None
+            identity.load_public_key_b64(aggregator_key)
+        except IdentityError as exc:
+            raise Refused(f"--aggregator-key: {exc}", EXIT_BAD_INPUT) from None
         password = (
             _password(password_env)
             if password_env
             else typer.prompt(f"password of {share.name}", hide_input=True, err=True)
         )
-        partial = custodian_decrypt(share, password, request_json, roster=members, min_participants=min_participants)
+        if aggregator is not None:
+            key_share, _public = load_share(share, password)
+            with httpx.Client(timeout=30.0, verify=str(ca) if ca else True) as http:
+                try:
+                    entries = fetch_log(http, aggregator)
+                    bodies = fetch_bodies(http, aggregator, round_id, key_share.signing_key)
+                except FetchFailed as exc:
+                    raise Refused(str(exc), EXIT_BAD_INPUT) from None
+        else:
+            assert log is not None and request is not None
+            entries = parse_log(_read_json(log, "the transparency log"))
+            doc = _read_json(request, "the request")
+            items = doc.get("contributions") if isinstance(doc, dict) else None
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise Refused(f"{request}: no list of contributions", EXIT_BAD_INPUT)
+            bodies = items
+        revocations = _revocation_list(crl, authority_key)
+        partial = custodian_decrypt(
+            share, password, round_id, log=entries, aggregator_key=aggregator_key, bodies=bodies,
+            min_participants=min_participants, authority_key=authority_key, revocations=revocations,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         write_public(out, (partial + "\n").encode("utf-8"), overwrite=True)
     except Refused as exc:
@@ -192,7 +205,7 @@ def custodian_decrypt_cmd(
     except CustodianRefused as exc:
         raise fail(f"refused: {exc}", EXIT_REFUSED, as_json) from None
     except MalformedMessage as exc:
-        raise fail(f"{request}: {exc}", EXIT_BAD_INPUT, as_json) from None
+        raise fail(f"{request or aggregator}: {exc}", EXIT_BAD_INPUT, as_json) from None
     except KeyShareError as exc:
         raise fail(str(exc), EXIT_KEY_FILE, as_json) from None
     doc = json.loads(partial)
@@ -208,6 +221,15 @@ def custodian_decrypt_cmd(
         print_json(info)
     else:
         console.print(kv_table(f"partial decryption of round {doc['round_id']}", info))
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Refused(f"{path}: cannot read {what}: {exc.strerror}", EXIT_BAD_INPUT) from None
+    except ValueError:
+        raise Refused(f"{path}: {what} is not JSON", EXIT_BAD_INPUT) from None
 
 
 def _show_share(path: Path) -> dict[str, Any]:

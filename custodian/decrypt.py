@@ -1,13 +1,16 @@
-"""A custodian answers a decryption request: unlock its share, check the ledger, release a signed partial."""
+"""A custodian answers for a round: unlock its share, take the round's contributions from the verified log, release a signed partial."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from custodian.store import ledger_path, load_share, locked_ledger
-from protocols.paillier import DecryptionRequest, MalformedMessage, custodian_partial_decrypt
+from protocols.certificates import RevocationList
+from protocols.paillier import MIN_PARTICIPANTS_FLOOR, decrypt_logged_round
+from protocols.translog import LogEntry
 
 __all__ = ["custodian_decrypt"]
 
@@ -15,15 +18,20 @@ __all__ = ["custodian_decrypt"]
 def custodian_decrypt(
     share_path: str | os.PathLike[str],
     password: str,
-    request_json: str,
+    round_id: str,
     *,
-    roster: Collection[str],
-    min_participants: int,
+    log: Sequence[LogEntry],
+    aggregator_key: str,
+    bodies: Sequence[Mapping[str, Any]],
+    min_participants: int = MIN_PARTICIPANTS_FLOOR,
+    authority_key: str | None = None,
+    revocations: RevocationList | None = None,
 ) -> str:
-    """Answer a decryption request with this custodian's signed partial decryption, or refuse.
+    """This custodian's signed partial decryption of every contribution the log records for ``round_id``, or a refusal.
 
-    Public key and roster are taken from the share file and from the custodian's own
-    configuration, never from the request.
+    The public key comes from the share file; spec, roster and the set of contributions from the
+    transparency log, checked against the aggregator key the custodian pinned. The aggregator
+    only supplies the contribution bodies, which count only through their members' logged receipts.
 
     Parameters
     ----------
@@ -31,13 +39,20 @@ def custodian_decrypt(
         The custodian's share file.
     password
         Its password.
-    request_json
-        ``{"round_id": str, "contributions": [SignedContribution.to_dict(), …]}``; an optional
-        ``"min_participants"`` may only raise the custodian's own minimum.
-    roster
-        The round's member public keys from the custodian's own configuration.
+    round_id
+        The round to decrypt.
+    log
+        The whole transparency log (``GET /api/v1/log``, every page).
+    aggregator_key
+        The aggregator's identity key as published by the association (base64url).
+    bodies
+        The contribution bodies (``SignedContribution.to_dict()``), e.g. the ``contributions`` of
+        ``GET /api/v1/rounds/{id}/decryption-request``.
     min_participants
-        The custodian's own minimum number of distinct contributors.
+        The custodian's own minimum; the signed spec's ``min_participants`` applies when larger.
+    authority_key, revocations
+        The membership authority's key the custodian pinned and its verified revocation list: every
+        roster member must hold that authority's current certificate for its key.
 
     Returns
     -------
@@ -47,19 +62,12 @@ def custodian_decrypt(
     Raises
     ------
     CustodianRefused
-        See :func:`protocols.paillier.custodian_partial_decrypt`.
-    MalformedMessage
-        The request is not JSON or lacks a field.
+        See :func:`protocols.paillier.decrypt_logged_round`.
     """
-    try:
-        data = json.loads(request_json)
-    except ValueError as exc:
-        raise MalformedMessage(f"decryption request: not JSON ({exc})") from None
-    request = DecryptionRequest.from_dict(data)
     share, public_key = load_share(share_path, password)
-    floor = max(min_participants, request.min_participants or min_participants)
     with locked_ledger(ledger_path(share_path)) as ledger:
-        partial = custodian_partial_decrypt(
-            share, public_key, request.contributions, frozenset(roster), floor, request.round_id, ledger=ledger
+        partial = decrypt_logged_round(
+            share, public_key, round_id, log=log, aggregator_key=aggregator_key, bodies=bodies,
+            min_participants=min_participants, ledger=ledger, authority_key=authority_key, revocations=revocations,
         )
     return json.dumps(partial.to_dict())

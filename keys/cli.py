@@ -130,9 +130,13 @@ def _tls_files(directory: Path) -> tls.TlsFiles:
     return tls.TlsFiles(directory / "ca.crt", directory / "server.pem", directory / "server.key")
 
 
-def _write_tls(directory: Path, hosts: Sequence[str], *, force: bool) -> tls.TlsFiles:
-    refuse_existing(list(asdict(_tls_files(directory)).values()), force)
-    return tls.write_tls_files(directory, list(hosts))
+def _write_tls(directory: Path, hosts: Sequence[str], *, force: bool,
+               aggregator_hosts: Sequence[str] | None = None) -> tls.TlsFiles:
+    planned = list(asdict(_tls_files(directory)).values())
+    if aggregator_hosts:
+        planned += [directory / "aggregator.pem", directory / "aggregator.key"]
+    refuse_existing([p for p in planned if p is not None], force)
+    return tls.write_tls_files(directory, list(hosts), aggregator_hosts=aggregator_hosts)
 
 
 def _cert_info(files: tls.TlsFiles) -> dict[str, Any]:
@@ -140,7 +144,7 @@ def _cert_info(files: tls.TlsFiles) -> dict[str, Any]:
     ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = [str(n.value) for n in san]
-    return {
+    info: dict[str, Any] = {
         "ca_cert": str(files.ca_cert),
         "server_cert": str(files.server_cert),
         "server_key": str(files.server_key),
@@ -148,6 +152,12 @@ def _cert_info(files: tls.TlsFiles) -> dict[str, Any]:
         "not_after": cert.not_valid_after_utc.isoformat(),
         "ca_sha256": hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest(),
     }
+    if files.aggregator_cert is not None:
+        agg = x509.load_pem_x509_certificate(files.aggregator_cert.read_bytes())
+        agg_san = agg.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        info |= {"aggregator_cert": str(files.aggregator_cert), "aggregator_key": str(files.aggregator_key),
+                 "aggregator_subject_alt_names": [str(n.value) for n in agg_san]}
+    return info
 
 
 def _check_name(name: str, option: str) -> str:
@@ -216,8 +226,9 @@ def write_deployment(
 
         .env                          association: Postgres password, admin token, PACT client
         roster.json                   the nodes' identity public keys (custodians' roster)
-        tls/ca.crt                    everyone: verifies the SuperLink
+        tls/ca.crt                    everyone: verifies the SuperLink and the aggregator API (nodes pin it)
         tls/server.pem, server.key    SuperLink: its HTTPS certificate (SANs below) and key
+        tls/aggregator.pem, .key      aggregator: its API's HTTPS certificate (aggregator_host, loopback)
         aggregator/identity.key       aggregator: Ed25519 signing key
         aggregator/flwr-config.toml   aggregator: Flower CLI connection to the SuperLink
         node<i>/identity.key          firm i: Ed25519 identity key (.pub: its public key)
@@ -235,7 +246,7 @@ def write_deployment(
         (the compose service), ``localhost`` and ``127.0.0.1`` (health check, the SuperLink's own
         runtime) are always added to the certificate.
     aggregator_host
-        Name nodes reach the aggregator's HTTP API by.
+        Name nodes reach the aggregator's HTTPS API by (in its certificate with ``localhost``, ``127.0.0.1``).
     force
         Replace existing files; without it nothing is written if any target exists.
     uid, gid
@@ -260,7 +271,9 @@ def write_deployment(
     planned = [
         target / ".env",
         target / "roster.json",
-        *asdict(_tls_files(tls_dir)).values(),
+        *(p for p in asdict(_tls_files(tls_dir)).values() if p is not None),
+        tls_dir / "aggregator.pem",
+        tls_dir / "aggregator.key",
         agg_dir / "identity.key",
         agg_dir / "identity.pub",
         agg_dir / "flwr-config.toml",
@@ -275,11 +288,15 @@ def write_deployment(
     if not target.exists():  # a directory made here holds secrets: owner only
         target.mkdir(parents=True, mode=0o700)
 
-    files = tls.write_tls_files(tls_dir, sans, now=now)
+    files = tls.write_tls_files(tls_dir, sans, now=now, aggregator_hosts=[aggregator_host])
+    assert files.aggregator_cert is not None and files.aggregator_key is not None
     written += [
-        _written(files.ca_cert, "CA certificate: verifies the SuperLink", "everyone"),
+        _written(files.ca_cert, "CA certificate: verifies the SuperLink and the aggregator API", "everyone"),
         _written(files.server_cert, f"SuperLink certificate ({', '.join(sans)})", "association (superlink)"),
         _written(files.server_key, "SuperLink TLS private key", "association (superlink)"),
+        _written(files.aggregator_cert, f"aggregator API certificate ({', '.join(tls.with_loopback([aggregator_host]))})",
+                 "association (aggregator)"),
+        _written(files.aggregator_key, "aggregator API TLS private key", "association (aggregator)"),
     ]
 
     agg = _write_identity(agg_dir / "identity.key", None, force=force)
@@ -292,7 +309,7 @@ def write_deployment(
     written.append(_written(agg_dir / "flwr-config.toml", "Flower CLI connection to the SuperLink", "association (aggregator)"))
 
     superlink_address = f"{superlink_hosts[0]}:{FLEET_PORT}"
-    aggregator_url = f"http://{aggregator_host}:{AGGREGATOR_PORT}"
+    aggregator_url = f"https://{aggregator_host}:{AGGREGATOR_PORT}"
     roster: list[str] = []
     for i, d in enumerate(node_dirs, start=1):
         node = _write_identity(d / "identity.key", None, force=force)
@@ -413,16 +430,24 @@ def tls_cmd(
     out: Annotated[Path, typer.Option("--out", help="Directory for ca.crt, server.pem and server.key.")],
     host: Annotated[list[str] | None, typer.Option("--host", help="DNS name of the SuperLink (repeatable).")] = None,
     ip: Annotated[list[str] | None, typer.Option("--ip", help="IP address of the SuperLink (repeatable).")] = None,
+    aggregator_host: Annotated[
+        list[str] | None,
+        typer.Option("--aggregator-host", help="Name or IP of the aggregator API (repeatable): also writes "
+                                               "aggregator.pem/.key from the same CA (localhost, 127.0.0.1 added)."),
+    ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a CA and a SuperLink server certificate for the given names (all in the SAN).
 
+    With ``--aggregator-host`` the same CA also issues the aggregator API's certificate
+    (``PCF_AGG_TLS_CERTFILE`` / ``PCF_AGG_TLS_KEYFILE``); nodes pin ``ca.crt`` at enrolment.
     The CA's private key is not kept: a new server certificate means a new CA.
     """
     try:
         sans = _check_hosts(host or [], ip or [])
-        files = _write_tls(out, sans, force=force)
+        agg_sans = _check_hosts(aggregator_host, []) if aggregator_host else None
+        files = _write_tls(out, sans, force=force, aggregator_hosts=agg_sans)
     except Refused as exc:
         raise fail(str(exc), exc.code, as_json) from None
     except (OSError, ValueError) as exc:

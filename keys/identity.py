@@ -1,8 +1,10 @@
 """Ed25519 identities of firms and of the association: generate, store (PEM, mode 0600), sign, verify.
 
 Encodings: public keys and signatures travel as base64url of the raw bytes (32 and 64 bytes)
-without padding, as in JWK (RFC 8037); readers accept padded input too. A fingerprint is the first
-16 hex characters of SHA-256 over the raw 32 public-key bytes, so it does not depend on padding.
+without padding, as in JWK (RFC 8037). Readers are strict: only the canonical text is accepted
+(no ``=`` padding, no standard-alphabet ``+`` ``/``, no whitespace, no non-zero trailing bits), so
+one byte string has exactly one spelling and a cache keyed on it cannot be bypassed by re-spelling.
+A fingerprint is the first 16 hex characters of SHA-256 over the raw 32 public-key bytes.
 
 Every verification failure raises :class:`keys.errors.InvalidSignature` (re-exported here),
 whatever the cause: a malformed key, a malformed signature or a wrong signature.
@@ -14,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -43,11 +46,13 @@ __all__ = [
     "public_key_bytes",
     "save_private_key",
     "sign",
+    "signature_bytes",
     "verify",
 ]
 
 _PUBLIC_LEN = 32
 _SIGNATURE_LEN = 64
+_B64URL_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64url_encode(raw: bytes) -> str:
@@ -56,15 +61,25 @@ def b64url_encode(raw: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding; raise ``ValueError`` on any other character."""
+    """Decode canonical unpadded base64url; raise ``ValueError`` on anything else.
+
+    Canonical means: the alphabet ``A-Z a-z 0-9 - _`` only, no padding, no whitespace, and the
+    text equals :func:`b64url_encode` of the decoded bytes (which refuses non-zero trailing bits
+    as well). Decode, re-encode, compare.
+    """
     if not isinstance(text, str):
         raise TypeError(f"expected a base64url string, got {type(text).__name__}")
-    stripped = text.strip().rstrip("=")
-    padded = stripped + "=" * (-len(stripped) % 4)
+    if not _B64URL_TEXT.fullmatch(text):
+        raise ValueError(
+            f"{text[:60]!r} is not canonical base64url; accepted: A-Z a-z 0-9 - _ without '=' padding or whitespace"
+        )
     try:
-        return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise ValueError(f"{text[:60]!r} is not base64url") from exc
+        raw = base64.b64decode((text + "=" * (-len(text) % 4)).encode("ascii"), altchars=b"-_", validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"{text[:60]!r} is not base64url: {exc}") from exc
+    if b64url_encode(raw) != text:
+        raise ValueError(f"{text[:60]!r} is not the canonical base64url of its bytes (non-zero trailing bits)")
+    return raw
 
 
 def generate_identity() -> Ed25519PrivateKey:
@@ -163,7 +178,7 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 
 def load_public_key_b64(text: str) -> Ed25519PublicKey:
-    """Parse a public key written by :func:`public_key_b64` (padding optional).
+    """Parse a public key written by :func:`public_key_b64` (canonical text only, see :func:`b64url_decode`).
 
     Raises
     ------
@@ -184,6 +199,23 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> str:
     return b64url_encode(key.sign(data))
 
 
+def signature_bytes(signature_b64: str) -> bytes:
+    """The raw 64 bytes of a signature in canonical base64url: what a replay cache keys on.
+
+    Raises
+    ------
+    InvalidSignature
+        Not canonical base64url (see :func:`b64url_decode`), or not 64 bytes.
+    """
+    try:
+        raw = b64url_decode(signature_b64)
+    except (ValueError, TypeError):
+        raise InvalidSignature() from None
+    if len(raw) != _SIGNATURE_LEN:
+        raise InvalidSignature()
+    return raw
+
+
 def verify(public_b64: str, data: bytes, signature_b64: str) -> None:
     """Check that ``signature_b64`` is the signature of ``data`` by the key ``public_b64``.
 
@@ -195,11 +227,8 @@ def verify(public_b64: str, data: bytes, signature_b64: str) -> None:
     """
     try:
         public = load_public_key_b64(public_b64)
-        signature = b64url_decode(signature_b64)
-        if len(signature) != _SIGNATURE_LEN:
-            raise InvalidSignature()
-        public.verify(signature, data)
-    except (IdentityError, ValueError, TypeError, _CryptoInvalidSignature):
+        public.verify(signature_bytes(signature_b64), data)
+    except (IdentityError, InvalidSignature, ValueError, TypeError, _CryptoInvalidSignature):
         raise InvalidSignature() from None  # no chained cause: the failure stays opaque
 
 

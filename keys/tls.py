@@ -1,10 +1,12 @@
-"""TLS material for the SuperLink (a private CA and a server certificate) and SuperNode authentication key pairs."""
+"""TLS material (a private CA, the SuperLink's and the aggregator API's server certificates) and SuperNode key pairs."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,13 @@ __all__ = [
     "DEFAULT_HOSTS",
     "SuperNodeAuthKeys",
     "TlsFiles",
+    "ca_fingerprint",
+    "client_context",
     "generate_ca",
     "generate_supernode_auth_keys",
     "issue_server_certificate",
+    "load_ca_certificate",
+    "with_loopback",
     "write_tls_files",
 ]
 
@@ -35,12 +41,17 @@ class TlsFiles:
     """PEM files for ``flower-superlink --ssl-ca-certfile/--ssl-certfile/--ssl-keyfile``.
 
     ``ca_cert`` is also what SuperNodes (``--root-certificates``) and the ``flwr`` CLI
-    (``root-certificates``) use to verify the SuperLink.
+    (``root-certificates``) use to verify the SuperLink, and what nodes pin at enrolment
+    (``pcf node enroll --ca``) to verify the aggregator's HTTPS API. ``aggregator_cert`` /
+    ``aggregator_key`` (``PCF_AGG_TLS_CERTFILE`` / ``PCF_AGG_TLS_KEYFILE``) are written when
+    aggregator hosts are asked for: the API's own certificate, issued by the same CA.
     """
 
     ca_cert: Path
     server_cert: Path
     server_key: Path
+    aggregator_cert: Path | None = None
+    aggregator_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -165,14 +176,26 @@ def issue_server_certificate(
     return key, cert
 
 
+def with_loopback(hosts: Sequence[str]) -> list[str]:
+    """``hosts`` followed by ``localhost`` and ``127.0.0.1`` (health checks, the host's own tools), de-duplicated."""
+    return list(dict.fromkeys([*hosts, "localhost", "127.0.0.1"]))
+
+
 def write_tls_files(
-    directory: str | os.PathLike[str], hosts: Sequence[str] = DEFAULT_HOSTS, *, now: dt.datetime | None = None
+    directory: str | os.PathLike[str],
+    hosts: Sequence[str] = DEFAULT_HOSTS,
+    *,
+    now: dt.datetime | None = None,
+    aggregator_hosts: Sequence[str] | None = None,
 ) -> TlsFiles:
     """Create a CA and a server certificate for ``hosts`` and write them as PEM files.
 
     Writes ``ca.crt``, ``server.pem`` and ``server.key`` (mode 0600) into ``directory``
-    (created if missing). The CA private key is not kept: a new server certificate
-    means a new CA, so no long-lived signing key lies around.
+    (created if missing). With ``aggregator_hosts`` it also writes ``aggregator.pem`` and
+    ``aggregator.key``: the aggregator API's certificate, issued by the same CA, for those names
+    plus ``localhost`` and ``127.0.0.1``. The CA private key is not kept: a new server certificate
+    means a new CA, so no long-lived signing key lies around (and no one can issue a certificate
+    a node's pinned CA would accept later).
     """
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
@@ -183,7 +206,58 @@ def write_tls_files(
     write_public(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), overwrite=True)
     write_public(files.server_cert, server_cert.public_bytes(serialization.Encoding.PEM), overwrite=True)
     write_private(files.server_key, _key_pem(server_key), overwrite=True)
+    if aggregator_hosts is not None:
+        agg_key, agg_cert = issue_server_certificate(ca_key, ca_cert, with_loopback(aggregator_hosts), now=now)
+        files = TlsFiles(files.ca_cert, files.server_cert, files.server_key,
+                         target / "aggregator.pem", target / "aggregator.key")
+        assert files.aggregator_cert is not None and files.aggregator_key is not None
+        write_public(files.aggregator_cert, agg_cert.public_bytes(serialization.Encoding.PEM), overwrite=True)
+        write_private(files.aggregator_key, _key_pem(agg_key), overwrite=True)
     return files
+
+
+def client_context(ca_pem: str) -> ssl.SSLContext:
+    """A TLS client context that trusts exactly the CA in ``ca_pem`` (no system roots), hostname checked.
+
+    What a node builds from the CA it pinned at enrolment, so a server with a certificate from any
+    other CA (public ones included) fails the handshake.
+
+    Raises
+    ------
+    ValueError
+        ``ca_pem`` holds no CA certificate.
+    """
+    cert = load_ca_certificate(ca_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode CERT_REQUIRED, check_hostname on
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cadata=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+    return context
+
+
+def load_ca_certificate(ca_pem: str) -> x509.Certificate:
+    """Parse a PEM CA certificate; refuse one that is not a CA.
+
+    Raises
+    ------
+    ValueError
+        Not a PEM certificate, or its basic constraints do not say CA.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(ca_pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(f"not a PEM certificate ({exc}); accepted: the CA certificate, e.g. tls/ca.crt") from None
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise ValueError(f"certificate {cert.subject.rfc4514_string()!r} is not a CA; accepted: the CA certificate (ca.crt)")
+    return cert
+
+
+def ca_fingerprint(ca_pem: str) -> str:
+    """SHA-256 (hex) of the CA certificate's DER: the name to read out when checking a pin."""
+    return hashlib.sha256(load_ca_certificate(ca_pem).public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def generate_supernode_auth_keys(directory: str | os.PathLike[str], name: str) -> SuperNodeAuthKeys:

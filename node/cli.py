@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from lca.model import Process
 from node import service
 from node.settings import NodeSettings
 from node.store import NodeStore
+
+if TYPE_CHECKING:
+    from protocols.certificates import MemberCertificate
 
 __all__ = [
     "EXIT_DATABASE",
@@ -380,6 +383,30 @@ def preview_cmd(
         table.add_row(r["slot"], f"{r['value']:.10g}", r["unit"], str(r["integer"]))
     console.print(table)
     console.print(f"vector SHA-256 {data['vector_sha256']}")
+    _print_cohort(data)
+
+
+def _print_cohort(data: dict[str, Any]) -> None:
+    """Who else is in the round (as the membership authority certified them) and what the round may disclose."""
+    d = data["disclosure"]
+    console.print(f"disclosure: published only with at least {d['min_participants']} firms (at most "
+                  f"{d['max_participants']}); suppressed when one firm holds more than {d['dominance_threshold']:.0%} "
+                  f"of the weight; statistics {', '.join(d['statistics'])}"
+                  + (f"; secagg threshold {d['secagg_threshold_fraction']:.2f} of the roster"
+                     if "secagg_threshold_fraction" in d else ""), highlight=False, soft_wrap=True)
+    cohort = data.get("cohort")
+    if cohort is None:
+        console.print("[yellow]cohort: not certified[/yellow] (no roster, or no membership authority key pinned: "
+                      "`pcf node enroll --authority-key`); only the aggregator vouches for the other members",
+                      highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"the cohort you join: {len(cohort)} certified firms (membership authority)")
+    for col in ("node", "名称", "name", "USCC", "certificate"):
+        table.add_column(col, overflow="fold")
+    for m in cohort:
+        table.add_row(m["node_id"] + (" (you)" if m.get("you") else ""), m["legal_name_zh"], m["legal_name_en"],
+                      m["uscc"], m["serial"][:12])
+    console.print(table)
 
 
 @node_app.command("approve")
@@ -424,7 +451,8 @@ def outbox_cmd(
     rows = rounds.outbox(store, round_id)
     store.close()
     items: list[dict[str, Any]] = [{"sent_at": r.sent_at.isoformat(), "round_id": r.round_id,
-                                    "recipient": r.recipient, "stage": r.stage, "size": r.size, "sha256": r.sha256}
+                                    "recipient": r.recipient, "stage": r.stage, "size": r.size, "sha256": r.sha256,
+                                    "note": r.note}
                                    for r in rows]
     if as_json:
         print_json(items)
@@ -471,24 +499,65 @@ def init_cmd(as_json: JsonOption = False) -> None:
 
 @node_app.command("enroll")
 def enroll_cmd(
-    url: Annotated[str, typer.Argument(help="The aggregator's base URL.")],
     org_zh: Annotated[str, typer.Option("--org-zh", help="Registered name of the firm in Chinese.")],
     org_en: Annotated[str, typer.Option("--org-en", help="Registered name of the firm in English.")],
-    aggregator_key: Annotated[str | None, typer.Option(help="The aggregator's public key as published by the "
-                                                       "association (pins it; otherwise trusted on first use).")] = None,
+    url: Annotated[str | None, typer.Argument(help="The aggregator's base URL (same as --aggregator).",
+                                              show_default=False)] = None,
+    aggregator: Annotated[str | None, typer.Option("--aggregator", help="The aggregator's https:// base URL as the "
+                                                   "association published it.", show_default=False)] = None,
+    ca: Annotated[Path | None, typer.Option("--ca", help="The association's CA certificate (ca.crt), published out "
+                                            "of band: the only CA this node trusts for the aggregator (pinned).",
+                                            show_default=False)] = None,
+    aggregator_key: Annotated[str | None, typer.Option("--aggregator-key", help="The aggregator's identity public "
+                                                       "key as the association published it (pinned; required: "
+                                                       "no trust on first use).", show_default=False)] = None,
+    insecure_http: Annotated[bool, typer.Option("--insecure-http", help="Development only: accept an http:// URL "
+                                                "(signed requests then travel in clear).")] = False,
+    paillier_key: Annotated[str | None, typer.Option("--paillier-key", help="The custodians' joint Paillier key "
+                                                     "fingerprint as they published it (pcf custodian init); paillier "
+                                                     "rounds encrypt to no other key.")] = None,
+    certificate: Annotated[Path | None, typer.Option("--certificate", help="This firm's membership certificate "
+                                                     "(JSON from `pcf authority certify`), sent with the enrolment.",
+                                                     show_default=False)] = None,
+    authority_key: Annotated[str | None, typer.Option("--authority-key", help="The membership authority's public "
+                                                      "key as it published it (pinned: every member of a round must "
+                                                      "hold its certificate).", show_default=False)] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Enrol this node with an aggregator (identity key + SuperNode key); an administrator approves it."""
+    """Enrol this node with an aggregator (identity key + SuperNode key); an administrator approves it.
+
+    The URL, CA and aggregator key are pinned: every later command trusts only that CA and that key.
+    """
     from node.client import AggregatorClient, NodeClientError
     from protocols.errors import KeysError, ProtocolError
 
+    target = aggregator or url
+    if target is None or (aggregator is not None and url is not None and aggregator != url):
+        raise fail("give the aggregator's URL once: --aggregator URL", EXIT_ROUND, as_json)
+    if aggregator_key is None:
+        raise fail("--aggregator-key KEY is required: the aggregator's identity key as the association published "
+                   "it (this node trusts no key on first use)", EXIT_ROUND, as_json)
+    if target.lower().startswith("https://") and ca is None:
+        raise fail("--ca CA.crt is required for an https:// aggregator: the association's CA certificate as it "
+                   "published it (this node trusts no certificate on first use)", EXIT_ROUND, as_json)
+    try:
+        ca_pem = ca.read_text(encoding="ascii") if ca is not None else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"--ca {ca}: cannot read it: {exc}", EXIT_ROUND, as_json) from None
     if not (node_home() / "identity.pem").exists():
         init_cmd(as_json=False)
     store = open_store(db)
     try:
+        if paillier_key is not None:  # pinned first: it comes from the custodians, not from the aggregator
+            from node.contribute import pin_paillier_key
+
+            pin_paillier_key(store, paillier_key)
         supernode_pub = (node_home() / "supernode" / "supernode.pub").read_text().strip()
-        me = AggregatorClient(store, node_home(), url).enroll(org_zh, org_en, supernode_pub, aggregator_key)
+        cert = _read_certificate(certificate) if certificate is not None else None
+        with AggregatorClient(store, node_home(), target, ca_pem=ca_pem, insecure_http=insecure_http) as client:
+            me = client.enroll(org_zh, org_en, supernode_pub, aggregator_key, certificate=cert,
+                               authority_key=authority_key)
     except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
@@ -513,7 +582,8 @@ def rounds_cmd(
     store = open_store(db)
     try:
         if not offline:
-            AggregatorClient(store, node_home()).fetch_invitations()
+            with AggregatorClient(store, node_home()) as client:
+                client.fetch_invitations()
         items = rounds.list_invitations(store)
     except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
@@ -543,7 +613,8 @@ def contribute_cmd(
 
     store = open_store(db)
     try:
-        receipt = AggregatorClient(store, node_home()).contribute_paillier(round_id)
+        with AggregatorClient(store, node_home()) as client:
+            receipt = client.contribute_paillier(round_id)
     except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
@@ -552,6 +623,70 @@ def contribute_cmd(
         print_json(receipt)
     else:
         console.print(f"contributed to {round_id}: receipt {receipt}")
+
+
+@node_app.command("pin-paillier-key")
+def pin_paillier_key_cmd(
+    fingerprint: Annotated[str, typer.Argument(help="The custodians' joint Paillier key fingerprint (64 hex digits), "
+                                               "as they published it.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pin the custodians' joint Paillier key: paillier rounds whose spec names another key are refused."""
+    from node.contribute import PAILLIER_KEY_SETTING, pin_paillier_key
+    from protocols.errors import ContributionError
+
+    store = open_store(db)
+    try:
+        before = store.get_setting(PAILLIER_KEY_SETTING)
+        pinned = pin_paillier_key(store, fingerprint)
+    except ContributionError as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        print_json({"paillier_key": pinned, "replaced": before if before != pinned else None})
+    else:
+        console.print(f"pinned the custodians' Paillier key {pinned}"
+                      + (f" (replacing {before})" if before and before != pinned else ""))
+
+
+def _read_certificate(path: Path) -> MemberCertificate:
+    from protocols.certificates import MALFORMED, CertificateRejected, MemberCertificate
+
+    try:
+        return MemberCertificate.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CertificateRejected(MALFORMED, f"--certificate {path}: not a membership certificate: {exc}") from None
+
+
+@node_app.command("crl")
+def crl_cmd(
+    path: Annotated[Path, typer.Argument(help="The membership authority's signed revocation list "
+                                              "(JSON from `pcf authority crl`).")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Load the authority's revocation list: rounds with a revoked member are refused from now on."""
+    import json
+
+    from node.cohort import load_revocation_list
+    from protocols.errors import KeysError, ProtocolError
+
+    store = open_store(db)
+    try:
+        crl = load_revocation_list(store, json.loads(path.read_text(encoding="utf-8")))
+    except (ProtocolError, KeysError, OSError, ValueError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    info = {"number": crl.number, "issued_at": crl.issued_at.isoformat(), "next_update": crl.next_update.isoformat(),
+            "revoked": len(crl.revoked)}
+    if as_json:
+        print_json(info)
+    else:
+        console.print(f"revocation list {crl.number} of {info['issued_at']} loaded: {len(crl.revoked)} revoked "
+                      f"serial(s); next due {info['next_update']}")
 
 
 # -- database schema ---------------------------------------------------------------------------
@@ -575,3 +710,90 @@ def db_upgrade_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
 def db_current_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Print the database's schema revision and whether it is the one this release needs."""
     _schema_command(db, as_json, upgrade=False)
+
+
+# -- the SuperNode and the code it runs ----------------------------------------------------------
+
+fab_app = typer.Typer(help="The Flower App Bundles this node runs: its own build's hash, the firm's approvals.",
+                      no_args_is_help=True)
+node_app.add_typer(fab_app, name="fab")
+
+
+@node_app.command("supernode", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def supernode_cmd(
+    ctx: typer.Context,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between polls of the SuperNode for tasks.")] = 0.1,
+) -> None:
+    """Run flower-supernode (every other option is passed on) with this node's ClientApp runner.
+
+    The SuperNode runs with --isolation process, so no ClientApp starts but the runner's: it checks
+    each round's FAB against the one this installed package builds, refuses any other (with a reason
+    in the outbox and the log), and runs only this package's ClientApp (node.clientapp_runner).
+    """
+    import logging
+
+    from node.clientapp_runner import run_supernode
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = settings()
+    try:
+        code = run_supernode(ctx.args, cfg.home, lambda: NodeStore(cfg.database_url, auto_upgrade=cfg.db_auto_upgrade),
+                             poll_interval=poll_interval)
+    except ValueError as exc:
+        raise fail(str(exc), 2, False) from None
+    raise typer.Exit(code)
+
+
+@fab_app.command("hash")
+def fab_hash_cmd(
+    serverapp: Annotated[str | None, typer.Option(help="The ServerApp the FAB names (default: the release's).")]
+    = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The SHA-256 of the FAB this installed package builds: compare it with a release's published hash."""
+    from protocols.fab import APPROVED_CLIENTAPP, DEFAULT_SERVERAPP, build_fab, fab_hash
+
+    digest = fab_hash(build_fab(serverapp=serverapp or DEFAULT_SERVERAPP))
+    if as_json:
+        print_json({"fab_hash": digest, "clientapp": APPROVED_CLIENTAPP, "serverapp": serverapp or DEFAULT_SERVERAPP})
+    else:
+        console.print(digest)
+
+
+@fab_app.command("approve")
+def fab_approve_cmd(
+    fab_hash: Annotated[str, typer.Argument(help="The FAB's SHA-256 (64 hex digits), as the release publishes it.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Also accept the FAB with this hash (e.g. a new release's, before upgrading); it still runs only this node's ClientApp."""
+    from node.clientapp_runner import approve_fab
+
+    store = open_store(db)
+    try:
+        hashes = approve_fab(store, fab_hash)
+    except ValueError as exc:
+        raise fail(str(exc), 2, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        print_json({"approved": sorted(hashes)})
+    else:
+        console.print(f"approved FAB {fab_hash.strip().lower()} ({len(hashes)} approved)")
+
+
+@fab_app.command("list")
+def fab_list_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The FAB hashes the firm approved besides its own build's."""
+    from node.clientapp_runner import approved_fabs
+
+    store = open_store(db)
+    try:
+        hashes = sorted(approved_fabs(store))
+    finally:
+        store.close()
+    if as_json:
+        print_json({"approved": hashes})
+    else:
+        for digest in hashes:
+            console.print(digest)

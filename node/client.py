@@ -1,20 +1,34 @@
-"""The node's HTTP client of the aggregator: enrolment, invitations, paillier contributions.
+"""The node's HTTPS client of the aggregator: enrolment, invitations, paillier contributions.
 
 Every request after enrolment is signed with the node's identity key (protocols.auth), and every
-body the node sends is appended to its outbox before it leaves.
+request the node's HTTP client sends is appended to its outbox just before it leaves, by a hook on
+the client itself (:func:`record_requests`), so none leaves unrecorded.
+
+Pins, no trust on first use: at enrolment the firm gives the aggregator's URL, the CA certificate
+and the aggregator's identity key, all published by the association out of band
+(``pcf node enroll --aggregator URL --ca CA.crt --aggregator-key KEY``). They are stored in the
+node's settings (:data:`AGGREGATOR_CA_SETTING`, ``AGGREGATOR_KEY_SETTING``, ``AGGREGATOR_URL_SETTING``).
+Every connection trusts that CA only (no system roots), and before a client sends its first
+signed request or its enrolment it reads ``GET /api/v1/aggregator`` (a public read that carries
+nothing of the firm; outbox stage :data:`PEER_CHECK_STAGE`) and refuses a server whose key is not the pinned one
+(:class:`AggregatorMismatch`). Plain ``http://`` only with ``--insecure-http``, for development.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keys.identity import fingerprint, load_private_key, public_key_b64
+from keys.tls import ca_fingerprint, client_context
+from node.cohort import OWN_CERTIFICATE_SETTING, pin_authority_key, pinned_authority_key, revocation_list
+from node.contribute import PAILLIER_KEY_SETTING, check_paillier_key
 from node.rounds import (
     AGGREGATOR_KEY_SETTING,
     AGGREGATOR_URL_SETTING,
@@ -28,18 +42,104 @@ from node.store import NodeStore
 from protocols import paillier
 from protocols.auth import sign_enrollment, sign_request
 from protocols.canonical import canonical_json
-from protocols.errors import InvalidSignature
+from protocols.certificates import MemberCertificate, verify_certificate
 from protocols.roster import SignedRoster
 from protocols.spec import SignedSpec
 
-__all__ = ["PAILLIER_KEY_SETTING", "AggregatorClient", "NodeClientError", "identity_path"]
+__all__ = [
+    "AGGREGATOR_CA_SETTING",
+    "AGGREGATOR_INSECURE_HTTP_SETTING",
+    "PAILLIER_KEY_SETTING",
+    "PEER_CHECK_STAGE",
+    "AggregatorClient",
+    "AggregatorMismatch",
+    "NodeClientError",
+    "identity_path",
+]
 
-PAILLIER_KEY_SETTING = "paillier_public_key_sha256"
-"""The custodians' joint key this node encrypts to: its ``key_id`` (``canonical.digest(Kind.PAILLIER_KEY, ...)``)."""
+AGGREGATOR_CA_SETTING = "aggregator_ca_pem"
+"""PEM of the CA the aggregator's HTTPS certificate must chain to, pinned at enrolment (``--ca``)."""
+AGGREGATOR_INSECURE_HTTP_SETTING = "aggregator_insecure_http"
+"""``"1"`` when the firm enrolled over plain HTTP with ``--insecure-http`` (development only)."""
+PEER_CHECK_STAGE = "aggregator key check"
+"""Outbox stage of the public key read that precedes a client's first signed request or enrolment."""
+
 
 
 class NodeClientError(RuntimeError):
     """The aggregator refused a request or could not be reached; the message says which and why."""
+
+
+class AggregatorMismatch(NodeClientError):
+    """The server is not the pinned aggregator: a certificate not from the pinned CA, or another identity key.
+
+    Raised before anything of the firm is sent (the TLS handshake, or the public key read, failed).
+    """
+
+
+def _check_scheme(url: str, insecure_http: bool) -> str:
+    scheme = httpx.URL(url).scheme
+    if scheme == "http" and not insecure_http:
+        raise NodeClientError(
+            f"{url}: plain HTTP; accepted: an https:// URL with the association's CA (--ca), or "
+            "--insecure-http for development (signed requests then travel in clear)")
+    if scheme not in ("http", "https"):
+        raise NodeClientError(f"{url}: accepted are https:// URLs (http:// only with --insecure-http)")
+    return scheme
+
+
+def _http_client(url: str, ca_pem: str | None, insecure_http: bool) -> httpx.Client:
+    """An HTTP client that trusts only the pinned CA; plain HTTP only when the firm chose it."""
+    if _check_scheme(url, insecure_http) == "http":
+        return httpx.Client(timeout=30.0, trust_env=False)
+    if ca_pem is None:
+        raise NodeClientError(
+            f"{url}: no CA pinned for the aggregator's certificate; enrol with --ca CA.crt as the association "
+            "published it (no trust on first use)")
+    try:
+        context = client_context(ca_pem)
+    except ValueError as exc:
+        raise NodeClientError(f"the pinned aggregator CA: {exc}") from None
+    # trust_env off: no SSL_CERT_FILE, proxy or netrc from the environment changes whom the node trusts
+    return httpx.Client(timeout=30.0, verify=context, trust_env=False)
+
+
+def _is_key(text: str) -> bool:
+    try:
+        fingerprint(text)
+    except ValueError:
+        return False
+    return True
+
+
+OUTBOX_EXTENSION = "pcf.outbox"
+"""Request extension naming the outbox entry of a request: ``(sender, round_id, stage)``."""
+
+_FIRST_SENDER: weakref.WeakKeyDictionary[httpx.Client, object] = weakref.WeakKeyDictionary()
+
+
+def record_requests(http: httpx.Client, store: NodeStore, recipient: str, sender: object) -> None:
+    """Make ``http`` append every request ``sender`` sends to ``store``'s outbox, just before it leaves.
+
+    The entry is the SHA-256 of the request line, headers and body as sent; round and stage come
+    from the request's :data:`OUTBOX_EXTENSION` ``(sender, round_id, stage)``. A request without
+    one (made on the client directly) is recorded by the first sender that hooked the client (round
+    ``-``, stage ``METHOD /path``). Recording at the transport, not at each call site, means no
+    request leaves unrecorded; a client shared by several senders (tests) records each request once.
+    """
+    first = _FIRST_SENDER.setdefault(http, sender)
+
+    def record(request: httpx.Request) -> None:
+        tag = request.extensions.get(OUTBOX_EXTENSION)
+        if (tag[0] if tag else first) is not sender:
+            return
+        round_id, stage = tag[1:] if tag else ("-", f"{request.method} {request.url.path}")
+        line = f"{request.method} {request.url.raw_path.decode('ascii')}\n".encode()
+        headers = "".join(f"{k}: {v}\n" for k, v in request.headers.items()).encode()
+        log_outbound(store, round_id, recipient, stage, line + headers + request.read())
+
+    hooks = http.event_hooks
+    http.event_hooks = {**hooks, "request": [*hooks.get("request", []), record]}
 
 
 def identity_path(home: Path) -> Path:
@@ -59,46 +159,129 @@ class AggregatorClient:
     """Talks to one aggregator on behalf of one node."""
 
     def __init__(self, store: NodeStore, home: Path, base_url: str | None = None,
-                 http: httpx.Client | None = None, key: Ed25519PrivateKey | None = None):
+                 http: httpx.Client | None = None, key: Ed25519PrivateKey | None = None, *,
+                 ca_pem: str | None = None, insecure_http: bool | None = None):
+        """``base_url``, ``ca_pem`` and ``insecure_http`` default to the pins stored at enrolment; ``http``
+        (tests) replaces the pinned-CA client, the URL scheme rule still applies."""
         self.store = store
         self.home = home
         url = base_url or store.get_setting(AGGREGATOR_URL_SETTING)
         if not url:
-            raise NodeClientError("no aggregator URL: enrol first (pcf node enroll URL)")
+            raise NodeClientError("no aggregator URL: enrol first (pcf node enroll --aggregator URL --ca CA.crt "
+                                  "--aggregator-key KEY)")
         self.base_url = url.rstrip("/")
-        self.http = http or httpx.Client(timeout=30.0)
+        self.ca_pem = ca_pem if ca_pem is not None else store.get_setting(AGGREGATOR_CA_SETTING)
+        self.insecure_http = (insecure_http if insecure_http is not None
+                              else store.get_setting(AGGREGATOR_INSECURE_HTTP_SETTING) == "1")
+        _check_scheme(self.base_url, self.insecure_http)
+        self.http = http or _http_client(self.base_url, self.ca_pem, self.insecure_http)
+        record_requests(self.http, store, self.base_url, self)
         self.key = key or load_private_key(identity_path(home))
+        self._peer_checked: str | None = None
+        self._owns_http = http is None
+
+    def close(self) -> None:
+        """Close the HTTP client this object made (not one it was given)."""
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_peer(self, expected_key: str | None = None) -> str:
+        """Read the server's identity key and refuse it unless it is ``expected_key`` (default: the pinned one).
+
+        The first request of a client: with the pinned CA the TLS handshake fails for any other
+        server, and a server of that CA with another key fails here; either way nothing of the firm
+        has been sent. Returns the key.
+
+        Raises
+        ------
+        AggregatorMismatch
+            Certificate not from the pinned CA (or not for this host), or another identity key.
+        NodeClientError
+            No pinned key, the server cannot be reached, or it does not answer the key read.
+        """
+        expected = expected_key or self.store.get_setting(AGGREGATOR_KEY_SETTING)
+        if expected is None:
+            raise NodeClientError("no aggregator key pinned: enrol first with --aggregator-key KEY")
+        if self._peer_checked == expected:
+            return expected
+        try:
+            # recorded like every request (stage "aggregator key check"); it carries nothing of the firm
+            info = self.http.get(self.base_url + "/api/v1/aggregator",
+                                 extensions={OUTBOX_EXTENSION: (self, "-", PEER_CHECK_STAGE)})
+        except httpx.HTTPError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                pinned = f" (CA sha256 {ca_fingerprint(self.ca_pem)[:16]})" if self.ca_pem else ""
+                raise AggregatorMismatch(
+                    f"certificate mismatch: the server at {self.base_url} presents a TLS certificate the CA this "
+                    f"node pinned at enrolment{pinned} did not issue for this host ({exc}); not sending anything. "
+                    "If the association changed its CA, re-enrol with the new --ca it published") from None
+            raise NodeClientError(f"cannot reach the aggregator at {self.base_url}: {exc}") from None
+        _raise_for(info, "reading the aggregator's key")
+        seen = str(info.json().get("public_key", ""))
+        if seen != expected:
+            shown = fingerprint(seen) if _is_key(seen) else repr(seen[:60])
+            raise AggregatorMismatch(
+                f"aggregator key mismatch: the server at {self.base_url} presents key {shown}, not the "
+                f"{fingerprint(expected)} this node pinned (--aggregator-key); not sending anything")
+        self._peer_checked = expected
+        return expected
 
     def _signed(self, method: str, path: str, body: bytes = b"", *, round_id: str = "-",
                 stage: str | None = None) -> httpx.Response:
+        self.check_peer()  # first: a signed request never goes to a server that is not the pinned aggregator
         headers = sign_request(self.key, method, path, body, datetime.now(UTC))
         if body:
             headers["Content-Type"] = "application/json"
-        # the outbox records every request: what was sent is the request line, headers and body
-        sent = f"{method} {path}\n".encode() + "".join(f"{k}: {v}\n" for k, v in headers.items()).encode() + body
-        log_outbound(self.store, round_id, self.base_url, stage or f"{method} {path.split('?')[0]}", sent)
-        return self.http.request(method, self.base_url + path, content=body or None, headers=headers)
+        return self.http.request(method, self.base_url + path, content=body or None, headers=headers,
+                                 extensions={OUTBOX_EXTENSION: (self, round_id, stage or f"{method} {path.split('?')[0]}")})
 
     # -- enrolment -----------------------------------------------------------------------------
 
     def enroll(self, org_zh: str, org_en: str, supernode_public_key: str,
-               aggregator_key: str | None = None) -> dict[str, Any]:
-        """Send the signed enrolment and pin the aggregator's key (given, or as first seen)."""
-        info = self.http.get(self.base_url + "/api/v1/aggregator")
-        _raise_for(info, "reading the aggregator's key")
-        seen = str(info.json()["public_key"])
-        if aggregator_key is not None and aggregator_key != seen:
-            raise InvalidSignature(
-                f"the aggregator at {self.base_url} presents key {fingerprint(seen)}, not the expected "
-                f"{fingerprint(aggregator_key)}; not enrolling")
-        body = sign_enrollment(self.key, org_zh, org_en, supernode_public_key).model_dump_json().encode()
-        log_outbound(self.store, "-", self.base_url, "enroll", body)
-        resp = self.http.post(self.base_url + "/api/v1/members/enroll", content=body,
-                              headers={"Content-Type": "application/json"})
-        if resp.status_code != 409:  # 409: already enrolled with this key
-            _raise_for(resp, "enrolment")
+               aggregator_key: str | None = None, *, certificate: MemberCertificate | None = None,
+               authority_key: str | None = None) -> dict[str, Any]:
+        """Check the server against the pins given, store them, and send the signed enrolment.
+
+        ``aggregator_key`` is the aggregator's identity key as the association published it:
+        required (no trust on first use). The CA and the plain-HTTP choice are the client's
+        (``ca_pem``, ``insecure_http``). ``authority_key`` is the membership authority's key as it
+        published it (pinned: every roster member's certificate is checked against it, ``node.cohort``);
+        ``certificate`` is the firm's own certificate by that authority, sent with the enrolment.
+        """
+        if not aggregator_key:
+            raise NodeClientError(
+                "no aggregator key given: pass --aggregator-key KEY as the association published it "
+                "(the node trusts no key on first use)")
+        try:
+            fingerprint(aggregator_key)
+        except ValueError as exc:
+            raise NodeClientError(f"--aggregator-key: {exc}") from None
+        seen = self.check_peer(aggregator_key)
         self.store.set_setting(AGGREGATOR_URL_SETTING, self.base_url)
         self.store.set_setting(AGGREGATOR_KEY_SETTING, seen)
+        if self.ca_pem is not None:
+            self.store.set_setting(AGGREGATOR_CA_SETTING, self.ca_pem)
+        self.store.set_setting(AGGREGATOR_INSECURE_HTTP_SETTING, "1" if self.insecure_http else "0")
+        if authority_key is not None:
+            pin_authority_key(self.store, authority_key)
+        if certificate is not None:
+            pinned = pinned_authority_key(self.store)
+            if pinned is not None:  # a certificate no node would accept is not worth sending
+                verify_certificate(certificate, pinned, revocation_list(self.store), now=datetime.now(UTC),
+                                   identity_public_key=public_key_b64(self.key))
+            self.store.set_setting(OWN_CERTIFICATE_SETTING, certificate.model_dump_json())
+        body = sign_enrollment(self.key, org_zh, org_en, supernode_public_key,
+                               certificate).model_dump_json().encode()
+        resp = self.http.post(self.base_url + "/api/v1/members/enroll", content=body,
+                              headers={"Content-Type": "application/json"}, extensions={OUTBOX_EXTENSION: (self, "-", "enroll")})
+        if resp.status_code != 409:  # 409: already enrolled with this key
+            _raise_for(resp, "enrolment")
         return self.me()
 
     def me(self) -> dict[str, Any]:
@@ -136,11 +319,8 @@ class AggregatorClient:
             raise ConsentError(f"no encryption key for round {round_id}; run `pcf node rounds` first")
         # key_id is the key's canonical digest (from_dict refuses one that does not match n and custodians)
         public = paillier.SplitPublicKey.from_dict(json.loads(raw))
-        pinned = self.store.get_setting(PAILLIER_KEY_SETTING)
-        if pinned is not None and pinned != public.key_id:
-            raise InvalidSignature(
-                f"round {round_id} asks to encrypt to key {public.key_id[:16]}, not the custodians' key this node pinned "
-                f"({pinned[:16]}); refusing: only the custodians' joint key keeps contributions private")
+        # before anything is encrypted or sent: pinned out of band == named by the signed spec == served
+        check_paillier_key(self.store.get_setting(PAILLIER_KEY_SETTING), spec, public.key_id)
         _spec, contribution = approved_contribution(self.store, round_id)
         signed = paillier.encrypt_contribution(public, paillier.spec_layout(spec), contribution.ints, round_id, self.key)
         body = canonical_json(signed.to_dict())

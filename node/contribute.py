@@ -1,19 +1,36 @@
-"""Map a local process to a round's schema and build the contribution the firm previews and approves."""
+"""Map a local process to a round's schema, build the contribution the firm previews and approves, and pin the key it may be encrypted to."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lca.errors import LCAError, UnitError
 from lca.model import Bundle, Process
 from lca.units import convert, unit_factor
 from protocols.canonical import Kind, digest
 from protocols.contribution import Contribution, build_contribution
-from protocols.errors import ContributionError
+from protocols.errors import ContributionError, InvalidSignature
 from protocols.spec import Component, RoundSpec, spec_hash
 
-__all__ = ["ProcessMapping", "contribution_digest", "make_contribution", "map_process"]
+if TYPE_CHECKING:
+    from node.store import NodeStore
+
+__all__ = [
+    "PAILLIER_KEY_SETTING",
+    "ProcessMapping",
+    "check_paillier_key",
+    "contribution_digest",
+    "make_contribution",
+    "map_process",
+    "pin_paillier_key",
+]
+
+PAILLIER_KEY_SETTING = "paillier_public_key_sha256"
+"""The custodians' joint key this node encrypts to: its ``key_id`` (``canonical.digest(Kind.PAILLIER_KEY, ...)``),
+pinned out of band (``pcf node enroll --paillier-key``, ``pcf node pin-paillier-key``) as the custodians published it."""
+_KEY_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 _AGGREGATE_GASES = {"fossil", "biogenic", "land_use", "total"}
 
@@ -155,3 +172,58 @@ def preview_rows(spec: RoundSpec, mapping: ProcessMapping, contribution: Contrib
          "unit": getattr(r, "unit", ""), "integer": getattr(r, "integer", None)}
         for r in contribution.preview()
     ]
+
+
+def pin_paillier_key(store: NodeStore, key_id: str) -> str:
+    """Pin the custodians' joint Paillier key fingerprint (as they published it) in the node's settings.
+
+    Returns
+    -------
+    str
+        The fingerprint pinned (lower-case hex).
+
+    Raises
+    ------
+    ContributionError
+        Not 64 hex digits.
+    """
+    fp = key_id.strip().lower()
+    if not _KEY_ID_RE.match(fp):
+        raise ContributionError(
+            f"Paillier key fingerprint {key_id[:80]!r}: accepted: the 64 hex digits `pcf custodian init` printed"
+        )
+    store.set_setting(PAILLIER_KEY_SETTING, fp)
+    return fp
+
+
+def check_paillier_key(pinned: str | None, spec: RoundSpec, served_key_id: str) -> None:
+    """Refuse any Paillier key but the pinned one: the spec must name it and the served key must be it.
+
+    Parameters
+    ----------
+    pinned
+        The node's pinned fingerprint (``None``: nothing pinned, so nothing is encrypted).
+    spec
+        The round's verified spec (its ``paillier.key_id`` is signed).
+    served_key_id
+        The ``key_id`` of the key the aggregator serves (recomputed from ``n`` and the custodians).
+
+    Raises
+    ------
+    InvalidSignature
+        With both fingerprints named.
+    """
+    round_id = spec.round_id
+    if pinned is None:
+        raise InvalidSignature(
+            f"round {round_id}: no custodians' Paillier key is pinned on this node; refusing to encrypt to key "
+            f"{served_key_id} that the aggregator serves. Pin the fingerprint the custodians published: "
+            "pcf node pin-paillier-key FINGERPRINT")
+    if spec.paillier.key_id != pinned:
+        raise InvalidSignature(
+            f"round {round_id}: its signed spec names Paillier key {spec.paillier.key_id}, not the custodians' key "
+            f"this node pinned ({pinned}); refusing: only the custodians' joint key keeps contributions private")
+    if served_key_id != pinned:
+        raise InvalidSignature(
+            f"round {round_id}: the aggregator serves Paillier key {served_key_id}, not the custodians' key this node "
+            f"pinned ({pinned}) that the spec names; refusing to encrypt to it")

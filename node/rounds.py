@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from lca.model import Process
+from node.cohort import check_roster, pinned_authority_key
 from node.contribute import (
     ProcessMapping,
     contribution_digest,
@@ -25,6 +27,7 @@ from node.contribute import (
 )
 from node.service import store_view
 from node.store import ConsentRow, InvitationRow, NodeStore, OutboxRow
+from protocols.certificates import MISSING, CertificateRejected
 from protocols.contribution import Contribution
 from protocols.errors import ContributionError, InvalidSignature
 from protocols.roster import SignedRoster, verify_roster
@@ -36,6 +39,9 @@ __all__ = [
     "Preview",
     "approve",
     "approved_contribution",
+    "cohort_of",
+    "consent_of",
+    "disclosure_parameters",
     "invitation",
     "list_invitations",
     "log_outbound",
@@ -43,6 +49,7 @@ __all__ = [
     "preview",
     "receive_invitation",
     "roster_of",
+    "spend_consent",
 ]
 
 AGGREGATOR_KEY_SETTING = "aggregator_public_key"
@@ -65,7 +72,14 @@ def receive_invitation(store: NodeStore, signed: SignedSpec, roster: SignedRoste
         raise InvalidSignature("this node has not enrolled with an aggregator (pcf node enroll URL)")
     spec = verify_spec(signed, key)
     members = verify_roster(roster, key, spec.round_id, spec_hash(spec)) if roster is not None else {}
-    doc = {"signed_spec": signed.model_dump(mode="json"), "roster": members}
+    doc: dict[str, Any] = {"signed_spec": signed.model_dump(mode="json"), "roster": members}
+    if roster is not None:
+        # every member certified by the authority this node pinned, or the invitation is refused (node.cohort)
+        cohort = check_roster(store, roster, now=now)
+        if cohort is not None:
+            doc["cohort"] = cohort
+        if roster.certificates:
+            doc["signed_roster"] = roster.model_dump(mode="json")
     with store.transaction() as s:
         row = s.get(InvitationRow, spec.round_id)
         blob = json.dumps(doc, sort_keys=True)
@@ -128,6 +142,9 @@ class Preview:
     mapping: ProcessMapping
     contribution: Contribution
     digest: str
+    cohort: list[dict[str, Any]] | None = None
+    """The round's members as their certificates name them (``node.cohort``); ``None`` without a roster, or
+    when this node pinned no membership authority (then only the aggregator vouches for the members)."""
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"slot": r.slot, "description": r.description, "value": r.value, "unit": r.unit,
@@ -149,13 +166,52 @@ class Preview:
             "vector_sha256": self.digest,
             "slots": self.rows(),
             "notes": self.mapping.notes,
+            "cohort": self.cohort,
+            "disclosure": disclosure_parameters(self.spec),
         }
+
+
+def disclosure_parameters(spec: RoundSpec) -> dict[str, Any]:
+    """What the round may reveal and when it withholds: the spec's disclosure rules, for the firm to read."""
+    params: dict[str, Any] = {
+        "protocol": spec.protocol,
+        "min_participants": spec.min_participants,
+        "max_participants": spec.max_participants,
+        "dominance_threshold": spec.dominance_threshold,
+        "statistics": list(spec.statistics),
+    }
+    if spec.protocol == "secagg":
+        params["secagg_threshold_fraction"] = spec.secagg.threshold_fraction
+    return params
+
+
+def cohort_of(store: NodeStore, round_id: str, *, now: datetime | None = None) -> list[dict[str, Any]] | None:
+    """The certified cohort of an invitation, its certificates checked again now (a revocation loaded since
+    the invitation counts); ``None`` when the node pinned no authority or the round has no roster.
+
+    Raises
+    ------
+    protocols.certificates.CertificateRejected
+        A member's certificate no longer holds (revoked, expired).
+    """
+    with Session(store.engine) as s:
+        row = s.get(InvitationRow, round_id)
+    if row is None or pinned_authority_key(store) is None:
+        return None
+    doc = json.loads(row.signed_spec)
+    if doc.get("signed_roster") is None:
+        if doc.get("roster"):
+            # received before the authority was pinned: check it now, against the pinned key
+            raise CertificateRejected(MISSING, f"round {round_id}: its roster carries no membership certificates")
+        return None
+    return check_roster(store, SignedRoster.model_validate(doc["signed_roster"]), now=now)
 
 
 def preview(store: NodeStore, round_id: str, process_uuid: str, *, confirm_zeros: bool = False,
             process_version: str | None = None) -> Preview:
     """Exactly the vector this node would contribute, in plaintext, on this machine only."""
     spec, _roster = invitation(store, round_id)
+    cohort = cohort_of(store, round_id)
     view = store_view(store)
     if process_version is not None:
         stored = store.get(process_uuid, process_version, kind="process")
@@ -164,7 +220,7 @@ def preview(store: NodeStore, round_id: str, process_uuid: str, *, confirm_zeros
         view.add(stored)
     mapping = map_process(spec, view, process_uuid)
     contribution = make_contribution(spec, mapping, confirm_zeros)
-    return Preview(spec, mapping, contribution, contribution_digest(spec, contribution))
+    return Preview(spec, mapping, contribution, contribution_digest(spec, contribution), cohort)
 
 
 def approve(store: NodeStore, round_id: str, process_uuid: str, *, confirm_zeros: bool = False,
@@ -208,11 +264,52 @@ def approved_contribution(store: NodeStore, round_id: str) -> tuple[RoundSpec, C
     return p.spec, p.contribution
 
 
+def consent_of(store: NodeStore, round_id: str) -> ConsentRow:
+    """The firm's consent to ``round_id`` (with when and by which Flower run it was spent)."""
+    with Session(store.engine) as s:
+        consent = s.exec(select(ConsentRow).where(ConsentRow.round_id == round_id)).first()
+    if consent is None:
+        raise ConsentError(f"round {round_id!r} is not approved by this firm")
+    return consent
+
+
+def spend_consent(store: NodeStore, round_id: str, run_id: str, *, now: datetime | None = None) -> ConsentRow:
+    """Spend the firm's consent to ``round_id`` on Flower run ``run_id``: a consent serves one run only.
+
+    The spend is one conditional UPDATE (``spent_at IS NULL``), so two runs racing for the same
+    consent cannot both win, and it is durable: a restarted SuperNode or ClientApp still finds it spent.
+
+    Raises
+    ------
+    ConsentError
+        The round is not approved, or its consent was already spent (by any run, this one included:
+        a run that restarts a node's round would give the server a second set of masks).
+    """
+    when = now or datetime.now(UTC)
+    with store.transaction() as s:
+        spent = s.execute(
+            update(ConsentRow)
+            .where(col(ConsentRow.round_id) == round_id, col(ConsentRow.spent_at).is_(None))
+            .values(spent_at=when, spent_by_run=run_id)
+        )
+        consent = s.exec(select(ConsentRow).where(ConsentRow.round_id == round_id)).first()
+        if consent is None:
+            raise ConsentError(f"round {round_id!r} is not approved by this firm; nothing is contributed "
+                               f"(`pcf node approve {round_id} --process UUID`)")
+        if spent.rowcount != 1:  # type: ignore[attr-defined]  # Result of an UPDATE is a CursorResult
+            raise ConsentError(
+                f"round {round_id!r}: this firm's consent was already used by Flower run {consent.spent_by_run} "
+                f"at {consent.spent_at}; a consent serves one run, so Flower run {run_id} is refused and nothing "
+                "is contributed (a second run of a round could combine its masks with the first's)")
+        s.expunge(consent)
+    return consent
+
+
 def log_outbound(store: NodeStore, round_id: str, recipient: str, stage: str, payload: bytes,
-                 *, now: datetime | None = None) -> OutboxRow:
-    """Append one outbound message to the outbox (size and SHA-256 of exactly what was sent)."""
+                 *, now: datetime | None = None, note: str = "") -> OutboxRow:
+    """Append one outbound message to the outbox (size and SHA-256 of exactly what was sent; a refusal's reason)."""
     row = OutboxRow(round_id=round_id, recipient=recipient, stage=stage, size=len(payload),
-                    sha256=hashlib.sha256(payload).hexdigest(), sent_at=now or datetime.now(UTC))
+                    sha256=hashlib.sha256(payload).hexdigest(), sent_at=now or datetime.now(UTC), note=note)
     with store.transaction() as s:
         s.add(row)
         s.flush()

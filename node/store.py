@@ -126,6 +126,10 @@ class ConsentRow(NodeTable, table=True):
     preview: str
     approved_by: str = ""
     approved_at: datetime = Field(default_factory=_now)
+    spent_at: datetime | None = None
+    """When the first Flower run used this consent (a consent serves one run: ``node.rounds.spend_consent``)."""
+    spent_by_run: str | None = None
+    """The Flower run id that spent it."""
 
 
 class OutboxRow(NodeTable, table=True):
@@ -140,6 +144,8 @@ class OutboxRow(NodeTable, table=True):
     stage: str
     size: int
     sha256: str
+    note: str = ""
+    """What the message said when the node refused (the reason of its error reply); empty otherwise."""
 
 
 class SettingRow(NodeTable, table=True):

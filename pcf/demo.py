@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -54,6 +55,8 @@ class DemoResult:
     plaintext: dict[str, float]
     workdir: str
     pids: list[int] = field(default_factory=list)
+    ca_cert: str = ""
+    """The CA the aggregator's HTTPS certificate chains to (``curl --cacert``, ``pcf node enroll --ca``)."""
 
     def to_json(self) -> dict[str, Any]:
         f = self.factor
@@ -66,6 +69,7 @@ class DemoResult:
             "verify": self.verify,
             "plaintext_check": self.plaintext,
             "workdir": self.workdir,
+            "ca_cert": self.ca_cert,
         }
 
 
@@ -89,8 +93,9 @@ class _Progress:
             self.console.print(f"  [green]done[/green] in {time.monotonic() - start:.1f} s", highlight=False)
 
 
-def _admin(url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0)
+def _admin(url: str, token: str, verify: ssl.SSLContext) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0, verify=verify,
+                        trust_env=False)
 
 
 def _check(resp: httpx.Response, what: str) -> Any:
@@ -140,7 +145,7 @@ def run_demo(
     from node.client import AggregatorClient
     from node.service import import_paths
     from node.store import NodeStore
-    from pcf.samples import background_files, firm_files, sample_spec
+    from pcf.samples import background_files, firm_files, firm_uscc, sample_spec
     from pcf.samples import industry as industry_of
 
     console = console or Console(stderr=True)
@@ -156,11 +161,11 @@ def run_demo(
     root = workdir or Path(tempfile.mkdtemp(prefix="pcf-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     keys_dir = root / "keys"
-    for stale in ("keys", "custodians", "nodes", "aggregator", "superlink", "flwr-home", "logs"):
+    for stale in ("keys", "custodians", "nodes", "aggregator", "superlink", "flwr-home", "logs", "authority"):
         shutil.rmtree(root / stale, ignore_errors=True)  # a rerun in the same --workdir starts afresh
     deployment: Deployment | None = None
     admin: httpx.Client | None = None
-    node_http = httpx.Client(timeout=30.0)  # the nodes' side of the demo; closed at the end
+    node_http: httpx.Client | None = None  # the nodes' side of the demo (trusting the pinned CA); closed at the end
     try:
         with progress.step(f"keys: TLS, aggregator and {nodes} node identities (pcf keys deployment)"):
             where = placement or Placement()
@@ -180,15 +185,24 @@ def run_demo(
             d.start_superlink()
         extra: dict[str, str] = {}
         custodian_dir = root / "custodians"
+        paillier_key_id: str | None = None  # what the custodians publish and every firm pins
         if protocol == "paillier":
             with progress.step("key ceremony: Paillier key split between 2 custodians"):
                 from custodian.ceremony import custodian_init
 
-                custodian_init(custodian_dir, 2, 2048, passwords=list(CUSTODIAN_PASSWORDS))
+                paillier_key_id = custodian_init(custodian_dir, 2, 2048, passwords=list(CUSTODIAN_PASSWORDS)).key_id
                 extra["PCF_AGG_PAILLIER_PUBLIC_KEY_PATH"] = str(custodian_dir / "paillier_public_key.json")
-        with progress.step("aggregator service (uvicorn)"):
+        with progress.step("membership authority (the national database's role): signing key"):
+            authority = _DemoAuthority(root / "authority")
+            extra["PCF_AGG_AUTHORITY_PUBLIC_KEY"] = authority.public_key  # enrolment needs its certificate
+        with progress.step("aggregator service (uvicorn, HTTPS)"):
             api = d.start_aggregator(extra)
-        admin = _admin(api, d.admin_token)
+        # What the association publishes out of band and each firm pins at enrolment (--ca, --aggregator-key).
+        tls_context = d.ssl_context()
+        ca_pem = d.aggregator_ca.read_text(encoding="ascii")
+        aggregator_public_key = d.aggregator_public_key()
+        admin = _admin(api, d.admin_token, tls_context)
+        node_http = httpx.Client(timeout=30.0, verify=tls_context, trust_env=False)
         handles: list[NodeHandle] = []
         previews: list[dict[str, Any]] = []
         with progress.step(f"{nodes} enterprise nodes: import data, enrol"):
@@ -198,10 +212,17 @@ def run_demo(
                 store = NodeStore(node.db_url)
                 try:
                     import_paths(store, background_files() + [firms[i - 1]])
-                    client = AggregatorClient(store, node.home, api, http=node_http)
+                    client = AggregatorClient(store, node.home, api, http=node_http, ca_pem=ca_pem)
                     firm = next(p for p in store.bundle().processes.values() if p.annual_production)
-                    client.enroll(firm.name.get("zh", firm.display_name()), firm.display_name(),
-                                  node.supernode_public.read_text().strip())
+                    names = (firm.name.get("zh", firm.display_name()), firm.display_name())
+                    # the authority certifies the firm's key against its USCC; the firm pins the authority's key
+                    cert = authority.certify(firm_uscc(industry, i - 1), *names, client.key)
+                    client.enroll(*names, node.supernode_public.read_text().strip(), aggregator_public_key,
+                                  certificate=cert, authority_key=authority.public_key)
+                    if paillier_key_id is not None:  # pcf node enroll --paillier-key, as the custodians published it
+                        from node.contribute import pin_paillier_key
+
+                        pin_paillier_key(store, paillier_key_id)
                 finally:
                     store.close()
         with progress.step("association approves the members (SuperNodes registered with the SuperLink)"):
@@ -211,7 +232,7 @@ def run_demo(
             for node in handles:
                 d.start_supernode(node)
         with progress.step(f"round on the {industry} sample: create and open ({protocol})"):
-            spec = sample_spec(industry, n_firms=nodes, protocol=protocol)
+            spec = sample_spec(industry, n_firms=nodes, protocol=protocol, paillier_key_id=paillier_key_id)
             _check(admin.post("/api/v1/rounds", content=spec.model_dump_json(),
                               headers={"Content-Type": "application/json"}), "creating the round")
             _check(admin.post(f"/api/v1/rounds/{spec.round_id}/open"), "opening the round")
@@ -232,7 +253,8 @@ def run_demo(
         with progress.step(f"secure aggregation ({protocol})"):
             _check(admin.post(f"/api/v1/rounds/{spec.round_id}/run"), "running the round")
             if protocol == "paillier":
-                _decrypt_with_custodians(admin, spec.round_id, custodian_dir, keys_dir, spec.min_participants)
+                _decrypt_with_custodians(admin, spec.round_id, custodian_dir, keys_dir, spec.min_participants,
+                                         authority.public_key)
 
             def finished() -> dict[str, Any] | None:
                 r = _check(admin.get(f"/api/v1/rounds/{spec.round_id}"), "round status")
@@ -242,17 +264,18 @@ def run_demo(
             if final["state"] != "published":
                 raise RuntimeError(f"round ended {final['state']}: {final.get('decision')}")
         with progress.step("published factor from the factor API"):
-            listing = _check(httpx.get(f"{api}/api/v1/factors", params={"industry": spec.product.classification_code},
-                                       timeout=30), "listing factors")
+            listing = _check(node_http.get(f"{api}/api/v1/factors",
+                                           params={"industry": spec.product.classification_code}), "listing factors")
             summary = next(f for f in listing if f.get("n_participants") == nodes) if listing else None
             if summary is None:
                 raise RuntimeError(f"no factor published for industry {spec.product.classification_code}")
-            full = _check(httpx.get(f"{api}/api/v1/factors/{summary['factor_id']}", timeout=30), "reading factor")
+            full = _check(node_http.get(f"{api}/api/v1/factors/{summary['factor_id']}"), "reading factor")
             factor = {**full, **summary}
         with progress.step("pcf verify: hash chain, signatures, recomputation"):
             from pcf.verify import verify_factor
 
-            report = verify_factor(factor["factor_id"], api)
+            report = verify_factor(factor["factor_id"], api, aggregator_public_key=aggregator_public_key,
+                                   client=node_http)
             verify = report.model_dump(mode="json") if hasattr(report, "model_dump") else dict(vars(report))
             if not verify.get("ok"):
                 raise RuntimeError(f"verification failed: {verify}")
@@ -260,7 +283,7 @@ def run_demo(
             factor=factor, api_url=f"{api}/api/v1", verify=verify, plaintext=plaintext_reference(previews),
             pact={"base_url": api, "token_url": f"{api}/auth/token", "client_id": d.pact_client_id,
                   "client_secret": d.pact_client_secret},
-            workdir=str(root), pids=d.running(),
+            workdir=str(root), pids=d.running(), ca_cert=str(d.aggregator_ca),
         )
         if keep_running:
             if on_published:
@@ -268,24 +291,51 @@ def run_demo(
             _wait_for_signal()
         return result
     finally:
-        node_http.close()
+        if node_http is not None:
+            node_http.close()
         if admin is not None:
             admin.close()
         if deployment is not None:
             deployment.stop()
 
 
-def _decrypt_with_custodians(admin: httpx.Client, round_id: str, custodian_dir: Path, keys_dir: Path,
-                             min_participants: int) -> None:
-    from custodian.decrypt import custodian_decrypt
+class _DemoAuthority:
+    """The membership authority as the demo plays it: ``pcf authority init`` and ``certify``, in process."""
 
-    request = _check(admin.get(f"/api/v1/rounds/{round_id}/decryption-request"), "decryption request")
-    members = _check(admin.get("/api/v1/members/keys"), "member keys")
-    roster_keys = [m["identity_public_key"] for m in members if m["status"] == "approved"]
+    def __init__(self, home: Path):
+        from authority.issuer import load_or_create_key
+        from authority.store import AuthorityStore
+        from keys.identity import public_key_b64
+
+        self.key, _ = load_or_create_key(home / "authority.pem")
+        self.store = AuthorityStore(f"sqlite:///{home / 'authority.db'}")
+        self.public_key = public_key_b64(self.key)
+
+    def certify(self, uscc: str, name_zh: str, name_en: str, firm_key: Any) -> Any:
+        from datetime import UTC, datetime, timedelta
+
+        from authority.issuer import certify
+        from keys.identity import public_key_b64
+
+        return certify(self.store, self.key, uscc=uscc, legal_name_zh=name_zh, legal_name_en=name_en,
+                       identity_public_key=public_key_b64(firm_key), now=datetime.now(UTC),
+                       valid_for=timedelta(days=365))
+
+
+def _decrypt_with_custodians(admin: httpx.Client, round_id: str, custodian_dir: Path, keys_dir: Path,
+                             min_participants: int, authority_key: str) -> None:
+    from custodian.decrypt import custodian_decrypt
+    from custodian.fetch import fetch_log
+
+    # Each custodian reads the log itself and checks it with the aggregator key published out of band;
+    # the aggregator only hands over the contribution bodies, which count only through their logged receipts.
+    aggregator_key = (keys_dir / "aggregator" / "identity.pub").read_text().strip()
+    bodies = _check(admin.get(f"/api/v1/rounds/{round_id}/decryption-request"), "decryption request")["contributions"]
+    log = fetch_log(admin, str(admin.base_url))
     shares = sorted(custodian_dir.glob("custodian-*.share"))
     for share, password in zip(shares, CUSTODIAN_PASSWORDS, strict=True):
-        partial = custodian_decrypt(share, password, json.dumps(request), roster=roster_keys,
-                                    min_participants=min_participants)
+        partial = custodian_decrypt(share, password, round_id, log=log, aggregator_key=aggregator_key, bodies=bodies,
+                                    min_participants=min_participants, authority_key=authority_key)
         _check(admin.post(f"/api/v1/rounds/{round_id}/partial-decryptions", content=partial,
                           headers={"Content-Type": "application/json"}), f"posting the partial of {share.name}")
 

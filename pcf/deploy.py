@@ -5,7 +5,11 @@ Used by ``pcf demo`` and by the end-to-end tests. Every process runs on a loopba
 them are stopped by process id, children included, by :meth:`Deployment.stop`.
 
 TLS is on between SuperNodes and the SuperLink (a CA and server certificate from
-:mod:`keys.tls`) and the SuperLink authenticates SuperNodes by their registered public keys.
+:mod:`keys.tls`) and the SuperLink authenticates SuperNodes by their registered public keys. The
+aggregator API serves HTTPS with its own certificate from the same CA; clients pin that CA
+(:meth:`Deployment.ssl_context`) and the aggregator's identity key (:meth:`Deployment.aggregator_public_key`). Each
+node's SuperNode runs under ``pcf node supernode`` (:mod:`node.clientapp_runner`): only the node's
+installed ClientApp runs, and only for the FAB its installed package builds.
 
 A :class:`Placement` puts processes on other hosts of a test network: a command prefix per process
 (``ip netns exec <namespace>``, see :mod:`pcf.netns`) and the address the SuperLink binds.
@@ -17,6 +21,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,7 +38,7 @@ from keys.identity import (
     public_key_b64,
     save_private_key,
 )
-from keys.tls import generate_supernode_auth_keys, write_tls_files
+from keys.tls import client_context, generate_supernode_auth_keys, write_tls_files
 
 __all__ = ["BIN", "Deployment", "DeploymentError", "NodeHandle", "Placement", "free_port", "wait_for_port"]
 
@@ -111,7 +116,8 @@ class Deployment:
     pact_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     tls_dir: Path = Path()
-    """CA and SuperLink certificate (``ca.crt``, ``server.pem``, ``server.key``); default ``root/tls``, made when absent."""
+    """CA, SuperLink and aggregator certificates (``ca.crt``, ``server.pem``/``.key``, ``aggregator.pem``/``.key``);
+    default ``root/tls``, made when absent."""
     aggregator_key: Path | None = None
     """The aggregator's Ed25519 identity key; made when absent."""
     superlink_host: str | None = None
@@ -140,6 +146,9 @@ class Deployment:
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
+            # How often a SuperExec (the SuperLink's, for the ServerApp; a stock SuperNode's, for a
+            # ClientApp) looks for a task to start: Flower's one supported latency knob, default 1 s.
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
         })
         return env
 
@@ -169,8 +178,7 @@ class Deployment:
         only picked here, free in that namespace since nothing else listens there.
         """
         sl_host = self.superlink_address_host
-        if not (self.tls_dir / "ca.crt").exists():
-            write_tls_files(self.tls_dir, hosts=sorted({"localhost", "127.0.0.1", self.host, sl_host}))
+        self.ensure_tls()
         port = port or free_port(self.host)
         (self.root / "superlink").mkdir(exist_ok=True)
         self.start("superlink", [
@@ -195,14 +203,44 @@ class Deployment:
     def superlink_address_host(self) -> str:
         return self.superlink_host or self.host
 
+    # -- TLS -----------------------------------------------------------------------------------
+
+    def ensure_tls(self) -> None:
+        """Write the CA, the SuperLink's and the aggregator's certificates into ``tls_dir`` unless there."""
+        if not (self.tls_dir / "ca.crt").exists():
+            hosts = sorted({"localhost", "127.0.0.1", self.host, self.superlink_address_host})
+            write_tls_files(self.tls_dir, hosts=hosts, aggregator_hosts=[self.host])
+        if not (self.tls_dir / "aggregator.pem").exists():
+            raise DeploymentError(
+                f"{self.tls_dir} has a CA but no aggregator.pem/aggregator.key; write them with the same CA "
+                "(`pcf keys deployment`, or `pcf keys tls --aggregator-host HOST`)")
+
+    @property
+    def aggregator_ca(self) -> Path:
+        """The CA certificate clients pin for the aggregator API (and the SuperLink)."""
+        return self.tls_dir / "ca.crt"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only this deployment's CA (what a node pins at enrolment)."""
+        return client_context(self.aggregator_ca.read_text(encoding="ascii"))
+
+    def aggregator_public_key(self) -> str:
+        """The aggregator's identity public key (what a node pins at enrolment with ``--aggregator-key``)."""
+        return public_key_b64(load_private_key(self.aggregator_key_path))
+
+    @property
+    def aggregator_key_path(self) -> Path:
+        return self.aggregator_key or self.root / "aggregator" / "identity.pem"
+
     # -- aggregator ----------------------------------------------------------------------------
 
     def aggregator_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         home = self.root / "aggregator"
         home.mkdir(exist_ok=True)
-        key_path = self.aggregator_key or home / "identity.pem"
+        key_path = self.aggregator_key_path
         if not key_path.exists():
             save_private_key(generate_identity(), key_path)
+        self.ensure_tls()
         env = self.base_env()
         env.update({
             "PCF_AGG_HOME": str(home),
@@ -210,6 +248,8 @@ class Deployment:
             "PCF_AGG_IDENTITY_KEY_PATH": str(key_path),
             "PCF_AGG_PACT_CLIENT_ID": self.pact_client_id,
             "PCF_AGG_PACT_CLIENT_SECRET": self.pact_client_secret,
+            "PCF_AGG_TLS_CERTFILE": str(self.tls_dir / "aggregator.pem"),
+            "PCF_AGG_TLS_KEYFILE": str(self.tls_dir / "aggregator.key"),
         })
         if self.superlink_port is not None:
             env.update({
@@ -221,18 +261,25 @@ class Deployment:
         return env
 
     def start_aggregator(self, extra_env: dict[str, str] | None = None, port: int | None = None) -> str:
-        """The aggregator service under uvicorn; returns its base URL once /health answers."""
+        """The aggregator service under uvicorn over HTTPS; returns its base URL once /health answers.
+
+        Proxy headers are off, as ``pcf agg serve`` runs it: the app's TLS check reads the connection.
+        """
         port = port or free_port(self.host)
-        url = f"http://{self.host}:{port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"https://{host}:{port}"
         env = self.aggregator_env({"PCF_AGG_PUBLIC_BASE_URL": url, **(extra_env or {})})
         self.start("aggregator", [sys.executable, "-m", "uvicorn", "aggregator.app:app_from_env", "--factory",
-                                  "--host", self.host, "--port", str(port), "--log-level", "warning"], env=env)
+                                  "--host", self.host, "--port", str(port), "--log-level", "warning",
+                                  "--ssl-certfile", env["PCF_AGG_TLS_CERTFILE"],
+                                  "--ssl-keyfile", env["PCF_AGG_TLS_KEYFILE"], "--no-proxy-headers"], env=env)
+        context = self.ssl_context()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.processes["aggregator"].poll() is not None:
                 raise self._fail("aggregator", "exited during start-up")
             try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1.0, verify=context).status_code == 200:
                     self.aggregator_url = url
                     return url
             except httpx.HTTPError:
@@ -264,13 +311,20 @@ class Deployment:
         self.nodes[name] = node
         return node
 
-    def start_supernode(self, node: NodeHandle, superlink_host: str | None = None) -> subprocess.Popen[bytes]:
+    def start_supernode(self, node: NodeHandle, superlink_host: str | None = None, *,
+                        approved_code_only: bool = True) -> subprocess.Popen[bytes]:
+        """The node's SuperNode: ``pcf node supernode``, which runs only the node's installed ClientApp.
+
+        ``approved_code_only=False`` starts a stock ``flower-supernode`` instead, which runs whatever
+        ClientApp the FAB names: only the canary test's plaintext control does that.
+        """
         if self.superlink_port is None:
             raise DeploymentError("start the SuperLink first")
         env = self.base_env()
         env.update(node.env())
+        launcher = [str(BIN / "pcf"), "node", "supernode"] if approved_code_only else [str(BIN / "flower-supernode")]
         proc = self.start(f"supernode-{node.name}", [
-            str(BIN / "flower-supernode"),
+            *launcher,
             "--root-certificates", str(self.tls_dir / "ca.crt"),
             "--superlink", f"{superlink_host or self.superlink_address_host}:{self.superlink_port}",
             "--auth-supernode-private-key", str(node.supernode_private),
@@ -280,6 +334,24 @@ class Deployment:
         return proc
 
     # -- stopping ------------------------------------------------------------------------------
+
+    def stop_process(self, name: str, timeout: float = 15) -> None:
+        """Stop one process by id, gracefully first, then what is left of its group; e.g. to restart a SuperNode.
+
+        SIGTERM goes to the leader alone (``pcf node supernode`` passes it on to its SuperNode), so a
+        SuperNode shuts down once, cleanly.
+        """
+        proc = self.processes.pop(name)
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def running(self) -> list[int]:
         return [p.pid for p in self.processes.values() if p.poll() is None]

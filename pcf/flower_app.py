@@ -1,19 +1,17 @@
-"""The Flower App Bundle components of a pcf-dataspace round: recording ServerApps and the node's ClientApps.
+"""The aggregator's recording ServerApp of a pcf-dataspace round.
 
-A round's FAB (written by :func:`aggregator.flower_runner.write_fab_project`) names these objects:
+A round's FAB (written by :func:`aggregator.flower_runner.write_fab_project` from
+:mod:`protocols.fab`) names ``pcf.flower_app:server_app``, the secure-aggregation ServerApp of
+:mod:`protocols.flower_apps`, and ``node.flower_client:client_app``, the node's store-backed
+ClientApp: the only ClientApp a node runs (``node.clientapp_runner``). The plain-sum control, which
+sends vectors in the clear, is not in the installed package (``tests/plain_apps.py``).
 
-``server_app``
-    The secure-aggregation ServerApp of :mod:`protocols.flower_apps`; ``client_app`` is the node's
-    store-backed ClientApp (:data:`node.flower_client.client_app`).
-``plain_server_app`` / ``plain_client_app``
-    The plain-sum control (no privacy: every node sends its approved vector in the clear). Only the
-    canary test uses it, to prove that its search finds values that do cross the wire.
-
-Both ServerApps read the run config of :class:`protocols.flower_apps.RunConfigKey`, plus
-``record-path``: when set, every message the ServerApp receives is appended to that file (its
-serialised content, framed by a 4-byte big-endian length), so an audit can search exactly what
-the aggregator side received. When the round fails, ``{"error": ...}`` is written to
-``result-path`` so the aggregator stops waiting at once.
+The ServerApp reads the run config of :class:`protocols.flower_apps.RunConfigKey`, plus
+``record-path``: when set, every message the ServerApp receives is appended to that file
+(:func:`protocols.flower_apps.message_payload`, framed by a 4-byte big-endian length), so an audit
+can search exactly what the aggregator side received and match it with the nodes' outboxes. When
+the round fails, ``{"error": ...}`` is written to ``result-path`` so the aggregator stops waiting
+at once.
 """
 
 from __future__ import annotations
@@ -24,41 +22,15 @@ from pathlib import Path
 from typing import Final
 
 from flwr.app import Context, Message, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.common.serde import recorddict_to_proto
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
 
-from node.flower_client import DB_KEY, HOME_KEY, client_app, store_provider
-from node.rounds import log_outbound
-from node.store import NodeStore, default_db_url
-from protocols.flower_apps import (
-    RecordKey,
-    RunConfigKey,
-    handle_plain_message,
-    server_main,
-)
+from protocols.flower_apps import RunConfigKey, message_payload, server_main
 
-__all__ = [
-    "RECORD_PATH",
-    "RecordingGrid",
-    "client_app",
-    "plain_client_app",
-    "plain_server_app",
-    "read_records",
-    "recording_server_app",
-    "server_app",
-]
+__all__ = ["RECORD_PATH", "RecordingGrid", "read_records", "recording_server_app", "server_app"]
 
 RECORD_PATH: Final = "record-path"
 """Run-config key: file the ServerApp appends every received message to (empty: no recording)."""
-
-
-def _serialised(message: Message) -> bytes:
-    if message.has_error():
-        return f"error {message.error.code}: {message.error.reason}".encode()
-    blob: bytes = recorddict_to_proto(message.content).SerializeToString()
-    return blob
 
 
 class RecordingGrid(Grid):
@@ -73,7 +45,7 @@ class RecordingGrid(Grid):
         received = list(messages)
         with open(self.path, "ab") as out:
             for message in received:
-                blob = _serialised(message)
+                blob = message_payload(message)
                 out.write(len(blob).to_bytes(4, "big") + blob)
         return received
 
@@ -151,23 +123,3 @@ def recording_server_app(main: Callable[[Grid, Context], None]) -> ServerApp:
 
 server_app = recording_server_app(lambda grid, context: server_main(grid, context, secure=True))
 """The secure-aggregation ServerApp (``pcf.flower_app:server_app``)."""
-
-plain_server_app = recording_server_app(lambda grid, context: server_main(grid, context, secure=False))
-"""The plain-sum control ServerApp: it sees every vector in the clear (tests only)."""
-
-plain_client_app = ClientApp()
-"""The plain-sum control ClientApp: sends the node's approved vector in the clear (tests only)."""
-
-
-@plain_client_app.query("plainsum")
-def _plain(message: Message, context: Context) -> Message:
-    reply = handle_plain_message(message, context, store_provider)
-    cfg = message.content.config_records.get(RecordKey.CONFIG)
-    round_id = str(cfg.get(RecordKey.ROUND_ID, "?")) if cfg is not None else "?"
-    home = Path(str(context.node_config.get(HOME_KEY, ""))).expanduser()
-    store = NodeStore(str(context.node_config.get(DB_KEY, "") or default_db_url(home)))
-    try:
-        log_outbound(store, round_id, "superlink", "plainsum:vector", recorddict_to_proto(reply.content).SerializeToString())
-    finally:
-        store.close()
-    return reply

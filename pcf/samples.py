@@ -25,9 +25,11 @@ from protocols.spec import (
 __all__ = [
     "ELECTRICITY_CN",
     "INDUSTRIES",
+    "SAMPLE_USCC",
     "Industry",
     "MergedComponent",
     "electricity_component",
+    "firm_uscc",
     "industry",
     "load_bundle",
     "sample_spec",
@@ -106,6 +108,23 @@ def background_files() -> list[Path]:
     return sorted((samples_dir() / "background").glob("*.csv"))
 
 
+SAMPLE_USCC: dict[str, tuple[str, ...]] = {
+    "aluminium": ("91530100MAPCFAL14J", "91530100MAPCFAL22D", "91530100MAPCFAL308", "91530100MAPCFAL495",
+                  "91530100MAPCFAL570", "91530100MAPCFAL65T"),
+    "cement": ("91340100MAPCFCE15Q", "91340100MAPCFCE23K", "91340100MAPCFCE31E", "91340100MAPCFCE4X6",
+               "91340100MAPCFCE586"),
+}
+"""Fictional Unified Social Credit Codes of the sample firms, in ``firm_files`` order: enterprises (``91``)
+registered in Kunming (530100) and Hefei (340100), organisation codes ``MAPCF<industry><n>``, both check
+characters computed per GB 11714 and GB 32100-2015 (``protocols.certificates``), so the demo's
+membership authority certifies them."""
+
+
+def firm_uscc(key: str, index: int) -> str:
+    """The sample USCC of firm ``index`` (0-based, ``firm_files`` order) of an industry."""
+    return SAMPLE_USCC[industry(key).key][index]
+
+
 def load_bundle(paths: list[Path]) -> Bundle:
     """Reference data plus the given template files, as one bundle (no store)."""
     bundle = reference_bundle()
@@ -154,6 +173,7 @@ def sample_spec(
     gwp_set: Literal["AR5", "AR6"] = "AR5",
     n_firms: int | None = None,
     paillier_key_bits: int = 2048,
+    paillier_key_id: str | None = None,
     min_participants: int = 3,
     max_participants: int = 200,
     dominance_threshold: float = 0.6,
@@ -176,7 +196,8 @@ def sample_spec(
         bundle, firms, name_en=ind.name_en, name_zh=ind.name_zh, code=ind.code,
         round_id=round_id or f"{region.lower()}-{key}-2024", region=region, scales=ind.scales,
         footprint_bound=ind.footprint_bound, histogram_edges=list(ind.histogram_edges), protocol=protocol,
-        gwp_set=gwp_set, paillier_key_bits=paillier_key_bits, min_participants=min_participants,
+        gwp_set=gwp_set, paillier_key_bits=paillier_key_bits, paillier_key_id=paillier_key_id,
+        min_participants=min_participants,
         max_participants=max_participants, dominance_threshold=dominance_threshold, deadline=deadline,
         merged=merged)
 
@@ -198,6 +219,7 @@ def spec_for_processes(
     protocol: Literal["secagg", "paillier"] = "secagg",
     gwp_set: Literal["AR5", "AR6"] = "AR5",
     paillier_key_bits: int = 2048,
+    paillier_key_id: str | None = None,
     min_participants: int = 3,
     max_participants: int = 200,
     dominance_threshold: float = 0.6,
@@ -273,6 +295,6 @@ def spec_for_processes(
         max_participants=max_participants,
         dominance_threshold=dominance_threshold,
         protocol=protocol,
-        paillier=PaillierParams(key_bits=paillier_key_bits),
+        paillier=PaillierParams(key_bits=paillier_key_bits, key_id=paillier_key_id),
         deadline=deadline or datetime(2030, 12, 31, 16, 0, tzinfo=UTC),
     )

@@ -8,9 +8,12 @@ A member request carries three headers:
     Unix time in seconds with microseconds (``1735689600.123456``). Ed25519 signatures are
     deterministic, so the fraction tells two identical requests apart;
 ``X-PCF-Signature``
-    base64url Ed25519 signature over :func:`request_message`: the canonical encoding
+    Ed25519 signature over :func:`request_message`: the canonical encoding
     (``protocols.canonical``, kind ``member-request/v1``) of ``method``, ``path`` (with the query),
-    ``timestamp`` and ``body_sha256`` (hex SHA-256 of the raw body).
+    ``timestamp`` and ``body_sha256`` (hex SHA-256 of the raw body). Canonical base64url of the 64
+    raw bytes, 86 characters, no padding: any other spelling is refused
+    (``keys.identity.b64url_decode``), so the replay cache, keyed on the decoded bytes, sees every
+    copy of a request as the same request.
 
 Both roles use this module: a node signs, the aggregator checks.
 """
@@ -25,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from keys import identity
 from protocols.canonical import Kind, encode
+from protocols.certificates import MemberCertificate
 
 __all__ = [
     "HEADER_KEY",
@@ -42,7 +46,8 @@ HEADER_TIMESTAMP: Final = "X-PCF-Timestamp"
 HEADER_SIGNATURE: Final = "X-PCF-Signature"
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
-_B64URL = r"^[A-Za-z0-9_\-+/]+=*$"
+_B64URL = r"^[A-Za-z0-9_-]+$"
+"""Canonical base64url as :func:`keys.identity.b64url_encode` writes it: no padding, no ``+`` ``/``."""
 _PEM_TEXT = r"^[\x20-\x7e\r\n\t]+$"
 
 
@@ -56,6 +61,9 @@ class EnrollmentRequest(BaseModel):
     supernode_public_key: str = Field(min_length=1, max_length=4000, pattern=_PEM_TEXT)
     """The public key the member's Flower SuperNode authenticates with (PEM or one line)."""
     signature: str = Field(min_length=1, max_length=200, pattern=_B64URL)
+    certificate: MemberCertificate | None = None
+    """The membership authority's certificate for ``identity_public_key`` (``protocols.certificates``); it
+    carries its own signature, so the enrolment signature need not cover it."""
 
 
 def enrollment_message(
@@ -71,7 +79,8 @@ def enrollment_message(
     return encode(Kind.ENROLMENT, fields)
 
 
-def sign_enrollment(key: Any, org_name_zh: str, org_name_en: str, supernode_public_key: str) -> EnrollmentRequest:
+def sign_enrollment(key: Any, org_name_zh: str, org_name_en: str, supernode_public_key: str,
+                    certificate: MemberCertificate | None = None) -> EnrollmentRequest:
     """Build a signed enrolment request (what a node sends).
 
     Parameters
@@ -82,6 +91,8 @@ def sign_enrollment(key: Any, org_name_zh: str, org_name_en: str, supernode_publ
         Registered names of the organisation.
     supernode_public_key
         Public key of the organisation's Flower SuperNode.
+    certificate
+        The membership authority's certificate for the identity key, if the firm has one.
 
     Returns
     -------
@@ -95,6 +106,7 @@ def sign_enrollment(key: Any, org_name_zh: str, org_name_en: str, supernode_publ
         identity_public_key=pub,
         supernode_public_key=supernode_public_key,
         signature=identity.sign(key, msg),
+        certificate=certificate,
     )
 
 

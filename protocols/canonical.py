@@ -55,6 +55,8 @@ class Kind(StrEnum):
     FACTOR = "factor/v1"
     FACTOR_PACKAGE = "factor-package/v1"
     HISTOGRAM_COMMITMENT = "histogram-commitment/v1"
+    MEMBER_CERTIFICATE = "member-certificate/v1"
+    REVOCATION_LIST = "revocation-list/v1"
 
 
 class CanonicalError(ValueError):

@@ -1,4 +1,8 @@
-"""Flower ServerApp/ClientApp adapters for secure aggregation and the plain-sum baseline, and an in-process Grid."""
+"""Flower ServerApp/ClientApp adapters for secure aggregation (and the plain-sum baseline's server side), and an in-process Grid.
+
+The plain-sum baseline's ClientApp, which sends a vector in the clear, is not in the installed
+package: it lives in ``tests/plain_apps.py``.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +45,10 @@ from keys.identity import load_private_key, load_public_key_b64
 from protocols.secagg import (
     AdvertiseRequest,
     AggregateResult,
+    ClientPhase,
     ClientState,
+    ConsistencyReply,
+    ConsistencyRequest,
     EncryptedShare,
     KeyAdvertisement,
     MaskedInputReply,
@@ -72,11 +79,10 @@ __all__ = [
     "RunConfigKey",
     "content_to_reply",
     "content_to_request",
-    "handle_plain_message",
     "handle_secagg_message",
     "json_file_provider",
     "load_provider",
-    "plain_client_app",
+    "message_payload",
     "plain_server_app",
     "reply_to_content",
     "request_to_content",
@@ -123,7 +129,8 @@ class RecordKey:
     SHARE_CIPHERTEXTS = "share-ciphertexts"
     MASKED = "masked"
     SURVIVORS = "survivors"
-    DROPPED = "dropped"
+    SIGNERS = "signers"
+    SIGNATURES = "signatures"
     SEED_OWNERS = "seed-owners"
     SEED_SHARES = "seed-shares"
     KEY_OWNERS = "key-owners"
@@ -224,8 +231,13 @@ def request_to_content(request: Request) -> RecordDict:
             RecordKey.SHARE_PEERS: [es.sender for es in request.shares],
             RecordKey.SHARE_CIPHERTEXTS: [es.ciphertext for es in request.shares],
         }
+    elif isinstance(request, ConsistencyRequest):
+        cfg |= {RecordKey.SURVIVORS: list(request.survivors)}
     else:
-        cfg |= {RecordKey.SURVIVORS: list(request.survivors), RecordKey.DROPPED: list(request.dropped)}
+        cfg |= {
+            RecordKey.SIGNERS: list(request.signatures),
+            RecordKey.SIGNATURES: list(request.signatures.values()),
+        }
     return RecordDict({RecordKey.CONFIG: ConfigRecord(cfg)})
 
 
@@ -270,7 +282,12 @@ def content_to_request(content: RecordDict) -> Request:
         return MaskedInputRequest(
             round_id, me, tuple(EncryptedShare(s, me, b) for s, b in zip(peers, blobs, strict=True))
         )
-    return UnmaskRequest(round_id, me, tuple(_ints(cfg, RecordKey.SURVIVORS)), tuple(_ints(cfg, RecordKey.DROPPED)))
+    if stage == Stage.CONSISTENCY:
+        return ConsistencyRequest(round_id, me, tuple(_ints(cfg, RecordKey.SURVIVORS)))
+    signers, signatures = _ints(cfg, RecordKey.SIGNERS), _bytes_list(cfg, RecordKey.SIGNATURES)
+    if len(signers) != len(signatures) or len(set(signers)) != len(signers):
+        raise ProtocolViolation("signature columns differ in length or repeat a signer")
+    return UnmaskRequest(round_id, me, dict(zip(signers, signatures, strict=True)))
 
 
 def reply_to_content(reply: Reply) -> RecordDict:
@@ -291,6 +308,8 @@ def reply_to_content(reply: Reply) -> RecordDict:
         }
     elif isinstance(reply, MaskedInputReply):
         content[RecordKey.ARRAYS] = ArrayRecord({RecordKey.MASKED: Array(np.ascontiguousarray(reply.masked))})
+    elif isinstance(reply, ConsistencyReply):
+        cfg |= {RecordKey.SIGNATURE: reply.signature}
     else:
         cfg |= {
             RecordKey.SEED_OWNERS: list(reply.seed_shares),
@@ -333,6 +352,8 @@ def content_to_reply(content: RecordDict) -> Reply:
         except KeyError:
             raise ProtocolViolation("masked-input reply carries no masked vector") from None
         return MaskedInputReply(round_id, sender, masked)
+    if stage == Stage.CONSISTENCY:
+        return ConsistencyReply(round_id, sender, _field(cfg, RecordKey.SIGNATURE, bytes))
     columns = (
         _ints(cfg, RecordKey.SEED_OWNERS),
         _bytes_list(cfg, RecordKey.SEED_SHARES),
@@ -349,6 +370,32 @@ def content_to_reply(content: RecordDict) -> Reply:
 # =========================================================================== server side
 
 
+PULL_INTERVAL = 0.1
+"""Seconds between the ServerApp's pulls for replies (Flower's ``send_and_receive`` sleeps 3 s)."""
+
+
+def _send_and_receive(grid: Grid, messages: list[Message], timeout: float | None) -> list[Message]:
+    """Push ``messages``, then pull replies every :data:`PULL_INTERVAL` until all arrived or ``timeout`` passed.
+
+    Each stage of a round costs one round trip, so a 3 s pull tick costs up to 3 s per stage.
+    ``timeout=None`` waits for every reply. A grid whose ``synchronous`` attribute is true (the
+    :class:`InProcessGrid`) has answered everything it will by the first pull.
+    """
+    pending = set(grid.push_messages(messages))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    received: list[Message] = []
+    while pending:
+        for msg in grid.pull_messages(list(pending)):
+            received.append(msg)
+            pending.discard(msg.metadata.reply_to_message_id)
+        if not pending or getattr(grid, "synchronous", False):
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        time.sleep(PULL_INTERVAL)
+    return received
+
+
 def _exchange(
     grid: Grid, contents: Mapping[int, RecordDict], message_type: str, group_id: str, timeout: float | None
 ) -> tuple[dict[int, RecordDict], dict[int, str]]:
@@ -360,7 +407,7 @@ def _exchange(
     ]
     replies: dict[int, RecordDict] = {}
     errors: dict[int, str] = {}
-    for msg in grid.send_and_receive(messages, timeout=timeout):
+    for msg in _send_and_receive(grid, messages, timeout):
         node = msg.metadata.src_node_id
         if node not in contents or node in replies:
             continue
@@ -449,7 +496,8 @@ def run_secagg(
         requests1 = server.collect_advertisements(exchange(server.start()))
         requests2 = server.collect_shares(exchange(requests1))
         requests3 = server.collect_masked_inputs(exchange(requests2))
-        result = server.collect_unmask(exchange(requests3))
+        requests4 = server.collect_consistency(exchange(requests3))
+        result = server.collect_unmask(exchange(requests4))
     finally:
         for node, reason in sorted(server.state.rejected.items()):
             log.warning("secagg round %r: node %s excluded: %s", round_id, node, reason)
@@ -564,11 +612,19 @@ def _plain_main(grid: Grid, context: Context) -> None:
 
 @dataclass(frozen=True)
 class NodeInputs:
-    """What a node contributes to a round: its identity, the roster it trusts, and (lazily) its vector."""
+    """What a node contributes to a round: its identity, the roster it trusts, and (lazily) its vector.
+
+    ``policy`` checks the server's round parameters against the node's invitation
+    (:meth:`protocols.secagg_policy.RoundPolicy.check`); ``claim`` is called once the parameters
+    passed, before the node's key advertisement is generated: it spends the firm's consent, and
+    raises when the consent was already spent (a consent serves one run).
+    """
 
     identity: Ed25519PrivateKey
     roster: Mapping[int, Ed25519PublicKey]
     vector: Callable[[], npt.ArrayLike]
+    policy: Callable[[RoundParams], None] | None = None
+    claim: Callable[[], None] | None = None
 
 
 class InputProvider(Protocol):
@@ -623,21 +679,19 @@ def handle_secagg_message(message: Message, context: Context, provider: InputPro
     state_key = RecordKey.STATE_PREFIX + request.round_id
     stored = context.state.config_records.get(state_key)
     state = ClientState.from_json(cast(bytes, stored[RecordKey.STATE])) if stored is not None else None
-    client = SecAggClient(context.node_id, inputs.identity, inputs.roster, state=state)
+    client = SecAggClient(context.node_id, inputs.identity, inputs.roster, state=state, policy=inputs.policy)
+    if isinstance(request, AdvertiseRequest):
+        if state is not None and state.phase != ClientPhase.NEW:
+            raise ProtocolViolation(
+                f"node {context.node_id}: round {request.round_id!r} was already started in this run; "
+                "a round's keys are advertised once"
+            )
+        client.check_params(request.params)
+        if inputs.claim is not None:
+            inputs.claim()
     reply = client.handle(request, inputs.vector)
     context.state.config_records[state_key] = ConfigRecord({RecordKey.STATE: client.state.to_json()})
     return Message(reply_to_content(reply), reply_to=message)
-
-
-def handle_plain_message(message: Message, context: Context, provider: InputProvider | None = None) -> Message:
-    """Answer the plain-sum baseline: the node's vector, in the clear (bound-checked, never clipped)."""
-    cfg = _cfg(message.content)
-    round_id = _field(cfg, RecordKey.ROUND_ID, str)
-    inputs = (provider or _provider(context))(context, round_id)
-    vector = encode_input(
-        inputs.vector(), _field(cfg, RecordKey.VECTOR_LENGTH, int), _field(cfg, RecordKey.VALUE_BITS, int)
-    )
-    return Message(RecordDict({RecordKey.ARRAYS: ArrayRecord({RecordKey.VECTOR: Array(vector)})}), reply_to=message)
 
 
 secagg_client_app = ClientApp()
@@ -649,13 +703,19 @@ def _secagg_query(message: Message, context: Context) -> Message:
     return handle_secagg_message(message, context)
 
 
-plain_client_app = ClientApp()
-"""ClientApp answering ``query.plainsum`` messages with :func:`handle_plain_message`."""
+# =========================================================================== what crossed the wire
 
 
-@plain_client_app.query("plainsum")
-def _plain_query(message: Message, context: Context) -> Message:
-    return handle_plain_message(message, context)
+def message_payload(message: Message) -> bytes:
+    """The bytes a message carries: its content's protobuf wire form, or ``error <code>: <reason>``.
+
+    The node's outbox hashes exactly these bytes of every reply it sends and the recording ServerApp
+    keeps them of every message it receives, so the two can be matched one to one.
+    """
+    if message.has_error():
+        return f"error {message.error.code}: {message.error.reason}".encode()
+    blob: bytes = recorddict_to_proto(message.content).SerializeToString()
+    return blob
 
 
 # =========================================================================== in-process grid
@@ -706,6 +766,7 @@ class InProcessGrid(Grid):
         }
         self.drop = drop
         self.wire = wire
+        self.synchronous = True  # every reply exists once push_messages returns
         self._run = Run.create_empty(run_id)
         self._replies: dict[str, Message] = {}
         # This process plays the ServerApp process: messages it creates carry its identity.

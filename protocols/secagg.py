@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from protocols.canonical import Kind, encode
 from protocols.errors import (
@@ -39,6 +40,7 @@ from protocols.secagg_crypto import (
     ed25519_verify,
     encode_share,
     keyed_hash,
+    load_x25519_private,
     prg_uint64,
     reconstruct_secret,
     split_secret,
@@ -54,6 +56,8 @@ __all__ = [
     "AuthenticationFailed",
     "ClientPhase",
     "ClientState",
+    "ConsistencyReply",
+    "ConsistencyRequest",
     "EncryptedShare",
     "InputOutOfRange",
     "KeyAdvertisement",
@@ -75,6 +79,7 @@ __all__ = [
     "UnmaskReply",
     "UnmaskRequest",
     "advertisement_payload",
+    "consistency_payload",
     "default_degree",
     "default_threshold",
     "default_value_bits",
@@ -89,11 +94,12 @@ __all__ = [
 
 
 class Stage(StrEnum):
-    """The four protocol stages, in order (round 0..3 of Bonawitz et al.)."""
+    """The five protocol stages, in order (rounds 0..4 of Bonawitz et al., with the consistency check)."""
 
     ADVERTISE_KEYS = "advertise_keys"
     SHARE_KEYS = "share_keys"
     MASKED_INPUT = "masked_input"
+    CONSISTENCY = "consistency"
     UNMASK = "unmask"
 
 
@@ -109,6 +115,8 @@ class Label:
     PAIRWISE_MASK = "pairwise-mask"
     SELF_MASK = "self-mask"
     GRAPH = "graph"
+    CONSISTENCY = "consistency"
+    SURVIVORS = "survivors"
 
 
 def _kind(label: str) -> str:
@@ -123,6 +131,7 @@ class ClientPhase(StrEnum):
     ADVERTISED = "advertised"
     SHARED = "shared"
     MASKED = "masked"
+    CHECKED = "checked"
     DONE = "done"
 
 
@@ -130,7 +139,8 @@ _PHASE_BEFORE: dict[Stage, ClientPhase] = {
     Stage.ADVERTISE_KEYS: ClientPhase.NEW,
     Stage.SHARE_KEYS: ClientPhase.ADVERTISED,
     Stage.MASKED_INPUT: ClientPhase.SHARED,
-    Stage.UNMASK: ClientPhase.MASKED,
+    Stage.CONSISTENCY: ClientPhase.MASKED,
+    Stage.UNMASK: ClientPhase.CHECKED,
 }
 
 
@@ -284,11 +294,10 @@ class RoundParams:
             value_bits=default_value_bits(len(nodes)) if value_bits is None else value_bits,
         )
 
-    @cached_property
+    @property
     def graph_seed(self) -> bytes:
         """Public seed of the neighbourhood graph: a hash of the round id and the participants."""
-        document = {"round_id": self.round_id, "participants": [str(p) for p in self.participants]}
-        return hashlib.sha256(encode(_kind(Label.GRAPH), document)).digest()
+        return _graph_seed(self.round_id, self.participants)
 
     def x_of(self, node: int) -> int:
         """Shamir x coordinate of ``node`` (its position in ``participants`` plus one)."""
@@ -297,6 +306,13 @@ class RoundParams:
     def closed_neighbourhood(self, node: int) -> frozenset[int]:
         """``node`` and its neighbours in the public graph."""
         return neighbourhoods(self.participants, self.degree, self.graph_seed)[node] | {node}
+
+
+@lru_cache(maxsize=64)
+def _graph_seed(round_id: str, participants: tuple[int, ...]) -> bytes:
+    # Cached across RoundParams objects: a node rebuilds its parameters at every stage.
+    document = {"round_id": round_id, "participants": [str(p) for p in participants]}
+    return hashlib.sha256(encode(_kind(Label.GRAPH), document)).digest()
 
 
 @lru_cache(maxsize=64)
@@ -408,19 +424,42 @@ class MaskedInputReply:
 
 
 @dataclass(frozen=True)
-class UnmaskRequest:
-    """Server -> client, stage 3: which neighbours survived and which dropped after sharing."""
+class ConsistencyRequest:
+    """Server -> client, stage 3: the survivor set, i.e. the nodes whose masked inputs the server summed."""
 
     round_id: str
     recipient: int
     survivors: tuple[int, ...]
-    dropped: tuple[int, ...]
+    stage: Stage = Stage.CONSISTENCY
+
+
+@dataclass(frozen=True)
+class ConsistencyReply:
+    """Client -> server, stage 3: the node's Ed25519 signature over the survivor set it was shown."""
+
+    round_id: str
+    sender: int
+    signature: bytes
+    stage: Stage = Stage.CONSISTENCY
+
+
+@dataclass(frozen=True)
+class UnmaskRequest:
+    """Server -> client, stage 4: the survivors' signatures over the survivor set (signer -> signature).
+
+    The client derives which peers survived and which dropped from the set it signed itself, never
+    from this message.
+    """
+
+    round_id: str
+    recipient: int
+    signatures: Mapping[int, bytes]
     stage: Stage = Stage.UNMASK
 
 
 @dataclass(frozen=True)
 class UnmaskReply:
-    """Client -> server, stage 3: self-mask-seed shares of survivors, mask-key shares of dropped nodes."""
+    """Client -> server, stage 4: self-mask-seed shares of survivors, mask-key shares of dropped nodes."""
 
     round_id: str
     sender: int
@@ -429,8 +468,8 @@ class UnmaskReply:
     stage: Stage = Stage.UNMASK
 
 
-Request = AdvertiseRequest | ShareKeysRequest | MaskedInputRequest | UnmaskRequest
-Reply = KeyAdvertisement | ShareKeysReply | MaskedInputReply | UnmaskReply
+Request = AdvertiseRequest | ShareKeysRequest | MaskedInputRequest | ConsistencyRequest | UnmaskRequest
+Reply = KeyAdvertisement | ShareKeysReply | MaskedInputReply | ConsistencyReply | UnmaskReply
 
 
 @dataclass(frozen=True)
@@ -462,6 +501,27 @@ def advertisement_payload(round_id: str, sender: int, index: int, cipher_pk: byt
     return encode(_kind(Label.ADVERTISEMENT), document)
 
 
+@lru_cache(maxsize=64)
+def _survivors_digest(round_id: str, survivors: tuple[int, ...]) -> str:
+    document = {"round_id": round_id, "survivors": [str(node) for node in survivors]}
+    return hashlib.sha256(encode(_kind(Label.SURVIVORS), document)).hexdigest()
+
+
+def consistency_payload(round_id: str, sender: int, survivors: Collection[int]) -> bytes:
+    """Bytes a node signs at the consistency check: round, stage, its id and the survivor set it was shown.
+
+    The set enters as the SHA-256 of its canonical encoding (computed once per set), so checking
+    many signers' signatures over one set encodes the set once.
+    """
+    document = {
+        "round_id": round_id,
+        "stage": Stage.CONSISTENCY.value,
+        "sender": str(sender),
+        "survivors_sha256": _survivors_digest(round_id, tuple(sorted(survivors))),
+    }
+    return encode(_kind(Label.CONSISTENCY), document)
+
+
 def _verify_advertisement(ad: KeyAdvertisement, params: RoundParams, roster: Mapping[int, Ed25519PublicKey]) -> None:
     if ad.round_id != params.round_id or ad.stage != Stage.ADVERTISE_KEYS:
         raise AuthenticationFailed(
@@ -482,7 +542,9 @@ def _verify_advertisement(ad: KeyAdvertisement, params: RoundParams, roster: Map
         ) from None
 
 
-def _share_key(own_cipher_sk: bytes, peer_cipher_pk: bytes, round_id: str, sender: int, recipient: int) -> bytes:
+def _share_key(
+    own_cipher_sk: bytes | X25519PrivateKey, peer_cipher_pk: bytes, round_id: str, sender: int, recipient: int
+) -> bytes:
     secret = x25519_shared_secret(own_cipher_sk, peer_cipher_pk)
     return derive_key(secret, Label.SHARE_ENCRYPTION, round_id, sender, recipient)
 
@@ -493,7 +555,7 @@ def _share_aad(round_id: str, sender: int, recipient: int) -> bytes:
 
 
 def _pairwise_mask(
-    own_mask_sk: bytes, peer_mask_pk: bytes, round_id: str, a: int, b: int, length: int
+    own_mask_sk: bytes | X25519PrivateKey, peer_mask_pk: bytes, round_id: str, a: int, b: int, length: int
 ) -> npt.NDArray[np.uint64]:
     secret = x25519_shared_secret(own_mask_sk, peer_mask_pk)
     return prg_uint64(derive_key(secret, Label.PAIRWISE_MASK, round_id, min(a, b), max(a, b)), length)
@@ -597,6 +659,10 @@ class ClientState:
     peer_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     held_shares: dict[int, tuple[int, int]] = field(default_factory=dict)
     mask_partners: tuple[int, ...] = ()
+    survivors: tuple[int, ...] = ()
+    """The survivor set this node signed at the consistency check (the only one it ever unmasks for)."""
+    revealed: dict[int, str] = field(default_factory=dict)
+    """Peer -> which of its shares this node revealed (``"seed"`` or ``"key"``): never both."""
 
     def to_json(self) -> bytes:
         """Serialise (for a Flower node's context state, which stays on the node)."""
@@ -622,6 +688,8 @@ class ClientState:
             "peer_keys": {str(k): [_b64(c), _b64(m)] for k, (c, m) in self.peer_keys.items()},
             "held_shares": {str(k): [str(s), str(t)] for k, (s, t) in self.held_shares.items()},
             "mask_partners": list(self.mask_partners),
+            "survivors": list(self.survivors),
+            "revealed": {str(k): v for k, v in self.revealed.items()},
         }
         return json.dumps(doc, sort_keys=True).encode("utf-8")
 
@@ -654,6 +722,8 @@ class ClientState:
             peer_keys={int(k): (_unb64(c), _unb64(m)) for k, (c, m) in doc["peer_keys"].items()},
             held_shares={int(k): (int(s), int(t)) for k, (s, t) in doc["held_shares"].items()},
             mask_partners=tuple(doc["mask_partners"]),
+            survivors=tuple(doc.get("survivors", ())),
+            revealed={int(k): str(v) for k, v in doc.get("revealed", {}).items()},
         )
 
 
@@ -672,6 +742,10 @@ class SecAggClient:
         Randomness (``os.urandom``; a deterministic stream only in known-answer tests).
     state : ClientState | None
         State restored from a previous stage, or ``None`` for a new round.
+    policy : Callable[[RoundParams], None] | None
+        Checks the server's round parameters against what the node was invited to (e.g.
+        :meth:`protocols.secagg_policy.RoundPolicy.check`); raises to refuse the round before any
+        key is generated or sent.
     """
 
     def __init__(
@@ -682,10 +756,12 @@ class SecAggClient:
         *,
         randbytes: RandBytes = os.urandom,
         state: ClientState | None = None,
+        policy: Callable[[RoundParams], None] | None = None,
     ) -> None:
         self.identity = identity
         self.roster = dict(roster)
         self.randbytes = randbytes
+        self.policy = policy
         self.state = state if state is not None else ClientState(node_id=node_id)
         if self.state.node_id != node_id:
             raise ValueError(f"SecAggClient: state belongs to node {self.state.node_id}, not {node_id}")
@@ -721,19 +797,29 @@ class SecAggClient:
                 f"{self._params().round_id!r}: rejected as a replay"
             )
 
-    # ------------------------------------------------------------------ stages
-
-    def advertise(self, request: AdvertiseRequest) -> KeyAdvertisement:
-        """Stage 0: generate two X25519 key pairs and sign their advertisement."""
-        self._check(request, Stage.ADVERTISE_KEYS)
-        params, me = request.params, self.node_id
+    def check_params(self, params: RoundParams) -> None:
+        """Refuse round parameters this node cannot take part in (before anything is generated or sent)."""
+        me = self.node_id
+        if self.policy is not None:  # first: its reasons name what the firm's invitation accepts
+            self.policy(params)
         if me not in params.participants:
             raise ProtocolViolation(f"node {me}: not among the round's participants {list(params.participants)}")
         if me not in self.roster:
             raise ProtocolViolation(f"node {me}: has no entry in its own roster")
+        strangers = sorted(set(params.participants) - self.roster.keys())
+        if strangers:
+            raise ProtocolViolation(f"node {me}: participants {strangers} have no identity key in its roster")
         own_pk = self.identity.public_key().public_bytes_raw()
         if self.roster[me].public_bytes_raw() != own_pk:
             raise ProtocolViolation(f"node {me}: identity key does not match its roster entry")
+
+    # ------------------------------------------------------------------ stages
+
+    def advertise(self, request: AdvertiseRequest) -> KeyAdvertisement:
+        """Stage 0: check the round parameters, generate two X25519 key pairs and sign their advertisement."""
+        self._check(request, Stage.ADVERTISE_KEYS)
+        params, me = request.params, self.node_id
+        self.check_params(params)
         st = self.state
         st.params = params
         st.cipher_sk, st.cipher_pk = x25519_keypair(self.randbytes)
@@ -773,11 +859,12 @@ class SecAggClient:
         seed_ys = split_secret(st.self_seed, params.threshold, xs, self.randbytes)
         key_ys = split_secret(st.mask_sk, params.threshold, xs, self.randbytes)
         out: list[EncryptedShare] = []
+        cipher_sk = load_x25519_private(st.cipher_sk)
         for j, x in zip(holders, xs, strict=True):
             if j == me:
                 st.held_shares[me] = (seed_ys[x], key_ys[x])
                 continue
-            key = _share_key(st.cipher_sk, verified[j].cipher_pk, params.round_id, me, j)
+            key = _share_key(cipher_sk, verified[j].cipher_pk, params.round_id, me, j)
             blob = aead_seal(
                 key, _share_plaintext(me, j, seed_ys[x], key_ys[x]), _share_aad(params.round_id, me, j), self.randbytes
             )
@@ -791,13 +878,14 @@ class SecAggClient:
         params, me, st = self._params(), self.node_id, self.state
         x_vec = encode_input(vector, params.vector_length, params.value_bits)
         received: dict[int, tuple[int, int]] = {}
+        cipher_sk = load_x25519_private(st.cipher_sk)
         for es in request.shares:
             j = es.sender
             if es.recipient != me:
                 raise ProtocolViolation(f"node {me}: received a share addressed to node {es.recipient}")
             if j == me or j not in st.peer_keys or j in received:
                 raise ProtocolViolation(f"node {me}: unexpected or repeated share from node {j}")
-            key = _share_key(st.cipher_sk, st.peer_keys[j][0], params.round_id, j, me)
+            key = _share_key(cipher_sk, st.peer_keys[j][0], params.round_id, j, me)
             try:
                 plain = aead_open(key, es.ciphertext, _share_aad(params.round_id, j, me))
             except VerificationFailed:
@@ -824,8 +912,9 @@ class SecAggClient:
         length = params.vector_length
         y = x_vec
         y += _self_mask(st.self_seed, params.round_id, me, length)
+        mask_sk = load_x25519_private(st.mask_sk)
         for j in st.mask_partners:
-            mask = _pairwise_mask(st.mask_sk, st.peer_keys[j][1], params.round_id, me, j, length)
+            mask = _pairwise_mask(mask_sk, st.peer_keys[j][1], params.round_id, me, j, length)
             if me < j:
                 y += mask
             else:
@@ -833,26 +922,72 @@ class SecAggClient:
         st.phase = ClientPhase.MASKED
         return MaskedInputReply(params.round_id, me, y)
 
+    def consistency(self, request: ConsistencyRequest) -> ConsistencyReply:
+        """Stage 3: sign the survivor set the server shows; it is the only set this node will unmask for."""
+        self._check(request, Stage.CONSISTENCY)
+        params, me, st = self._params(), self.node_id, self.state
+        survivors = set(request.survivors)
+        if len(survivors) != len(request.survivors):
+            raise ProtocolViolation(f"node {me}: the survivor set lists a node twice")
+        if me not in survivors or not survivors <= set(params.participants):
+            raise ProtocolViolation(f"node {me}: the survivor set omits this node or names non-participants")
+        live = survivors & params.closed_neighbourhood(me)
+        if len(survivors) < params.threshold or len(live) < params.threshold:
+            raise SecAggAborted(Stage.CONSISTENCY, len(live), params.threshold, f"survivors around node {me}")
+        st.survivors = tuple(sorted(survivors))
+        st.phase = ClientPhase.CHECKED
+        signature = ed25519_sign(self.identity, consistency_payload(params.round_id, me, st.survivors))
+        return ConsistencyReply(params.round_id, me, signature)
+
     def unmask(self, request: UnmaskRequest) -> UnmaskReply:
-        """Stage 3: reveal seed shares of survivors and key shares of dropped nodes, never both for one node."""
+        """Stage 4: given ``t`` signatures over the set it signed, reveal seed shares of survivors and key shares of dropped peers.
+
+        A peer's shares are revealed only when at least ``threshold`` of its own share holders
+        signed exactly this node's survivor set, so a server telling holders different stories
+        gets both shares of no one; and a peer whose one share was revealed never gets the other.
+        """
         self._check(request, Stage.UNMASK)
         params, me, st = self._params(), self.node_id, self.state
-        survivors, dropped = set(request.survivors), set(request.dropped)
-        allowed = set(st.mask_partners) | {me}
-        if len(survivors) != len(request.survivors) or len(dropped) != len(request.dropped):
-            raise ProtocolViolation(f"node {me}: unmask request lists a node twice")
-        if survivors & dropped:
-            raise ProtocolViolation(
-                f"node {me}: unmask request lists nodes {sorted(survivors & dropped)} as both survived and dropped; "
-                "refusing to reveal both shares of a node"
-            )
-        if me not in survivors or not (survivors | dropped) <= allowed:
-            raise ProtocolViolation(f"node {me}: unmask request names nodes it holds no shares for, or omits itself")
-        if len(survivors) < params.threshold:
-            raise SecAggAborted(Stage.UNMASK, len(survivors), params.threshold, f"neighbourhood of node {me}")
+        survivor_set = set(st.survivors)
+        peers = set(st.mask_partners) | {me}
+        relevant = set().union(*(params.closed_neighbourhood(j) for j in peers)) & survivor_set
+        signed: set[int] = set()
+        for signer in sorted(set(request.signatures) & relevant):
+            key = self.roster.get(signer)
+            payload = consistency_payload(params.round_id, signer, st.survivors)
+            try:
+                if key is None:
+                    raise VerificationFailed("no enrolled key")
+                ed25519_verify(key, request.signatures[signer], payload)
+            except VerificationFailed:
+                raise AuthenticationFailed(
+                    f"node {me}: the consistency signature of node {signer} does not verify over the survivor set "
+                    f"this node signed for round {params.round_id!r} (the server showed nodes different sets, or "
+                    "forged it); refusing to reveal any share"
+                ) from None
+            signed.add(signer)
+        for j in sorted(peers):
+            support = len(signed & params.closed_neighbourhood(j))
+            if support < params.threshold:
+                raise SecAggAborted(
+                    Stage.UNMASK,
+                    support,
+                    params.threshold,
+                    f"node {me} holds {support} signature(s) over its survivor set from node {j}'s share holders; "
+                    "no share is revealed",
+                )
+        survivors = peers & survivor_set
+        dropped = set(st.mask_partners) - survivor_set
+        for j, kind in [*((j, "seed") for j in survivors), *((j, "key") for j in dropped)]:
+            if st.revealed.get(j, kind) != kind:
+                raise ProtocolViolation(
+                    f"node {me}: already revealed node {j}'s {st.revealed[j]} share; refusing to reveal its {kind} "
+                    "share too"
+                )
         x = params.x_of(me)
         seed_shares = {j: encode_share(x, st.held_shares[j][0]) for j in sorted(survivors)}
         key_shares = {j: encode_share(x, st.held_shares[j][1]) for j in sorted(dropped)}
+        st.revealed.update({j: "seed" for j in survivors} | {j: "key" for j in dropped})
         # The round is over for this node: forget every secret.
         st.cipher_sk = st.mask_sk = st.self_seed = b""
         st.held_shares = {}
@@ -867,6 +1002,8 @@ class SecAggClient:
             return self.share_keys(request)
         if isinstance(request, MaskedInputRequest):
             return self.mask_input(request, vector_source())
+        if isinstance(request, ConsistencyRequest):
+            return self.consistency(request)
         if isinstance(request, UnmaskRequest):
             return self.unmask(request)
         raise ProtocolViolation(f"node {self.node_id}: unknown request type {type(request).__name__}")
@@ -889,6 +1026,8 @@ class ServerState:
     partners: dict[int, frozenset[int]] = field(default_factory=dict)
     outbox: dict[int, list[EncryptedShare]] = field(default_factory=dict)
     shared: set[int] = field(default_factory=set)
+    survivors: frozenset[int] = frozenset()
+    signatures: dict[int, bytes] = field(default_factory=dict)
     masked_sum: npt.NDArray[np.uint64] | None = None
     result: AggregateResult | None = None
     aborted: SecAggAborted | None = None
@@ -1050,8 +1189,8 @@ class SecAggServer:
         st.awaiting = Stage.MASKED_INPUT
         return {node: MaskedInputRequest(p.round_id, node, tuple(st.outbox[node])) for node in sorted(st.alive)}
 
-    def collect_masked_inputs(self, replies: Mapping[int, object]) -> dict[int, UnmaskRequest]:
-        """Sum masked vectors; ask survivors for the shares that remove the masks."""
+    def collect_masked_inputs(self, replies: Mapping[int, object]) -> dict[int, ConsistencyRequest]:
+        """Sum masked vectors; show every survivor the survivor set, for it to sign."""
         stage, st, p = Stage.MASKED_INPUT, self.state, self.params
         self._begin(stage)
         st.outbox = {}
@@ -1072,23 +1211,44 @@ class SecAggServer:
             if len(live) < p.threshold:
                 raise self._abort(stage, len(st.alive), f"only {len(live)} of node {node}'s share holders remain")
         st.masked_sum = total
+        st.survivors = frozenset(st.alive)
+        st.awaiting = Stage.CONSISTENCY
+        survivors = tuple(sorted(st.survivors))
+        return {node: ConsistencyRequest(p.round_id, node, survivors) for node in survivors}
+
+    def collect_consistency(self, replies: Mapping[int, object]) -> dict[int, UnmaskRequest]:
+        """Verify survivors' signatures over the survivor set; forward to each the signatures it needs."""
+        stage, st, p = Stage.CONSISTENCY, self.state, self.params
+        self._begin(stage)
+        accepted = self._accept(stage, replies, ConsistencyReply)
+        survivors = tuple(sorted(st.survivors))
+        for node in sorted(accepted):
+            reply = accepted[node]
+            assert isinstance(reply, ConsistencyReply)
+            try:
+                ed25519_verify(st.roster[node], reply.signature, consistency_payload(p.round_id, node, survivors))
+            except VerificationFailed:
+                st.rejected[node] = f"stage {stage.value}: signature over the survivor set does not verify"
+                st.dropped[node] = stage
+                st.alive.discard(node)
+                continue
+            st.signatures[node] = reply.signature
+        for node in sorted(st.shared):
+            holders = ({node} | st.partners[node]) & st.alive
+            if len(holders) < p.threshold:
+                raise self._abort(stage, len(st.alive), f"only {len(holders)} of node {node}'s share holders signed")
         st.awaiting = Stage.UNMASK
-        late = st.shared - st.alive
-        return {
-            node: UnmaskRequest(
-                p.round_id,
-                node,
-                tuple(sorted(({node} | st.partners[node]) & st.alive)),
-                tuple(sorted(st.partners[node] & late)),
-            )
-            for node in sorted(st.alive)
-        }
+        requests = {}
+        for node in sorted(st.alive):
+            wanted = set().union(*(p.closed_neighbourhood(j) for j in {node} | st.partners[node])) & st.alive
+            requests[node] = UnmaskRequest(p.round_id, node, {j: st.signatures[j] for j in sorted(wanted)})
+        return requests
 
     def collect_unmask(self, replies: Mapping[int, object]) -> AggregateResult:
         """Reconstruct survivors' self-mask seeds and dropped nodes' mask keys; return the unmasked sum."""
         stage, st, p = Stage.UNMASK, self.state, self.params
         self._begin(stage)
-        contributors = set(st.alive)
+        contributors = set(st.survivors)
         late = st.shared - contributors
         accepted = self._accept(stage, replies, UnmaskReply)
         seed_points: dict[int, dict[int, int]] = {j: {} for j in contributors}
@@ -1125,9 +1285,10 @@ class SecAggServer:
                 seed = reconstruct_secret(seed_points[j], p.threshold)
                 total -= _self_mask(seed, p.round_id, j, length)
             for j in sorted(late):
-                mask_sk = reconstruct_secret(key_points[j], p.threshold)
-                if x25519_public_from_private(mask_sk) != st.advertisements[j].mask_pk:
+                mask_raw = reconstruct_secret(key_points[j], p.threshold)
+                if x25519_public_from_private(mask_raw) != st.advertisements[j].mask_pk:
                     raise VerificationFailed("reconstructed key does not match the advertisement")
+                mask_sk = load_x25519_private(mask_raw)
                 for i in sorted(st.partners[j] & contributors):
                     mask = _pairwise_mask(mask_sk, st.advertisements[i].mask_pk, p.round_id, i, j, length)
                     # node i added +mask if i < j, else -mask; undo it.
@@ -1176,4 +1337,5 @@ def run_in_process(
     requests1 = server.collect_advertisements(answer(Stage.ADVERTISE_KEYS, requests0))
     requests2 = server.collect_shares(answer(Stage.SHARE_KEYS, requests1))
     requests3 = server.collect_masked_inputs(answer(Stage.MASKED_INPUT, requests2))
-    return server.collect_unmask(answer(Stage.UNMASK, requests3))
+    requests4 = server.collect_consistency(answer(Stage.CONSISTENCY, requests3))
+    return server.collect_unmask(answer(Stage.UNMASK, requests4))

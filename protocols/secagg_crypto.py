@@ -7,6 +7,7 @@ import hmac
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,7 @@ __all__ = [
     "encode_share",
     "evaluate_polynomial",
     "keyed_hash",
+    "load_x25519_private",
     "prg_uint64",
     "random_field_element",
     "reconstruct_secret",
@@ -190,13 +192,22 @@ def x25519_keypair(randbytes: RandBytes = os.urandom) -> tuple[bytes, bytes]:
     return private.private_bytes_raw(), private.public_key().public_bytes_raw()
 
 
+def load_x25519_private(private_raw: bytes) -> X25519PrivateKey:
+    """Load a raw X25519 private key once, for the many exchanges a node makes with it in one stage.
+
+    Loading costs as much as an exchange (it clamps and derives the public point), so callers keep
+    the object for a stage rather than pass raw bytes to every :func:`x25519_shared_secret`.
+    """
+    return X25519PrivateKey.from_private_bytes(private_raw)
+
+
 def x25519_public_from_private(private_raw: bytes) -> bytes:
     """Return the raw public key of a raw X25519 private key."""
     return X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes_raw()
 
 
-def x25519_shared_secret(private_raw: bytes, peer_public_raw: bytes) -> bytes:
-    """X25519 key agreement.
+def x25519_shared_secret(private: bytes | X25519PrivateKey, peer_public_raw: bytes) -> bytes:
+    """X25519 key agreement, with a raw private key or one loaded by :func:`load_x25519_private`.
 
     Raises
     ------
@@ -204,7 +215,8 @@ def x25519_shared_secret(private_raw: bytes, peer_public_raw: bytes) -> bytes:
         If the peer key is malformed or of low order.
     """
     try:
-        private = X25519PrivateKey.from_private_bytes(private_raw)
+        if isinstance(private, bytes):
+            private = X25519PrivateKey.from_private_bytes(private)
         peer = X25519PublicKey.from_public_bytes(peer_public_raw)
         return private.exchange(peer)
     except ValueError as err:
@@ -321,16 +333,27 @@ def split_secret(secret: bytes, threshold: int, xs: Sequence[int], randbytes: Ra
     return shares_from_polynomial(coefficients, xs)
 
 
-def _lagrange_at(points: Sequence[tuple[int, int]], x0: int) -> int:
-    total = 0
-    for i, (xi, yi) in enumerate(points):
+@lru_cache(maxsize=1024)
+def _lagrange_basis(xs: tuple[int, ...], x0: int) -> tuple[int, ...]:
+    """Lagrange coefficients at ``x0`` for the nodes ``xs``: public, and the same for every secret of a round.
+
+    A server reconstructs one seed per survivor from the same holders' x coordinates, so the
+    basis (with its modular inversions) is computed once per holder set, not once per secret.
+    """
+    coefficients = []
+    for i, xi in enumerate(xs):
         num, den = 1, 1
-        for j, (xj, _) in enumerate(points):
+        for j, xj in enumerate(xs):
             if i != j:
                 num = num * (x0 - xj) % FIELD_PRIME
                 den = den * (xi - xj) % FIELD_PRIME
-        total = (total + yi * num * pow(den, -1, FIELD_PRIME)) % FIELD_PRIME
-    return total
+        coefficients.append(num * pow(den, -1, FIELD_PRIME) % FIELD_PRIME)
+    return tuple(coefficients)
+
+
+def _lagrange_at(points: Sequence[tuple[int, int]], x0: int) -> int:
+    basis = _lagrange_basis(tuple(x for x, _ in points), x0)
+    return sum(y * c for (_, y), c in zip(points, basis, strict=True)) % FIELD_PRIME
 
 
 def reconstruct_secret(shares: Mapping[int, int], threshold: int) -> bytes:

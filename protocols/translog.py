@@ -82,7 +82,8 @@ ABORT: Final = "abort"
 """payload: ``round_id``, ``reason``."""
 ROSTER: Final = "roster"
 """payload: ``round_id``, ``spec_hash``, ``roster`` (Flower node id -> member identity key), ``signature``
-(the aggregator's roster signature members verify, ``protocols.roster``)."""
+(the aggregator's roster signature members verify, ``protocols.roster``) and, when the members enrolled with
+membership certificates, ``certificates`` (member -> certificate; ``protocols.roster.roster_log_payload``)."""
 ENTRY_TYPES: Final = (SPEC_PUBLISHED, ROSTER, CONTRIBUTION_RECEIPT, AGGREGATE, SUPPRESSION, PUBLICATION, ABORT)
 
 

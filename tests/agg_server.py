@@ -1,14 +1,20 @@
 """Real aggregator (and delivery receiver) processes on loopback ports for the aggregator's HTTP tests.
 
 ``AggServer`` starts ``python -m uvicorn agg_server:make_app --factory`` in a subprocess, waits for
-``/health`` and stops it by its pid (``kill()`` simulates a crash with SIGKILL). ``make_app``
-reads the usual ``PCF_AGG_*`` settings plus two test knobs for the fake secure-aggregation runner:
+``/health`` and stops it by its pid (``kill()`` simulates a crash with SIGKILL). It serves HTTPS, as
+``pcf agg serve`` does (proxy headers off), with a certificate from the session's test CA
+(:func:`session_tls`) unless given other TLS files (an impersonator) or ``tls=False`` (a receiver, or
+a plain-HTTP aggregator). :data:`https` is ``httpx.get/post/request`` trusting that CA.
+``make_app`` reads the usual ``PCF_AGG_*`` settings plus two test knobs for the fake secure-aggregation runner:
 
 ``AGG_TEST_INPUTS``
     JSON file mapping member fingerprint -> list of slot integers; the runner sums the rows of
     the roster members present in it (an in-process stand-in for the Flower SuperLink);
 ``AGG_TEST_RUNNER_DELAY``
-    seconds the runner sleeps first, so a test can kill the server mid-round.
+    seconds the runner sleeps first, so a test can kill the server mid-round;
+``AGG_TEST_REQUEST_LOG``
+    file the server appends one JSON line to per HTTP request it receives (method, path, header
+    names): what an impersonating server got from a node.
 
 ``make_receiver`` is a tiny delivery receiver: it answers 503 to the first
 ``AGG_TEST_RECEIVER_FAILS`` requests, then 200, and lists what it got at ``GET /received``.
@@ -16,13 +22,18 @@ reads the usual ``PCF_AGG_*`` settings plus two test knobs for the fake secure-a
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +41,45 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from keys.tls import TlsFiles, client_context, write_tls_files
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-__all__ = ["AggServer", "make_app", "make_receiver"]
+__all__ = ["AggServer", "Https", "https", "make_app", "make_receiver", "session_tls"]
+
+
+@cache
+def session_tls() -> TlsFiles:
+    """One CA and aggregator certificate (``127.0.0.1``, ``localhost``) for the whole test session."""
+    folder = tempfile.mkdtemp(prefix="pcf-test-tls-")
+    atexit.register(shutil.rmtree, folder, True)
+    return write_tls_files(folder, aggregator_hosts=["127.0.0.1"])
+
+
+class Https:
+    """``httpx.get`` / ``post`` / ``request`` trusting ``ca`` (default: the session's test CA), nothing else."""
+
+    def __init__(self, ca: Path | None = None):
+        self._ca = ca
+
+    def context(self) -> ssl.SSLContext:
+        return client_context((self._ca or session_tls().ca_cert).read_text(encoding="ascii"))
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, url, verify=self.context(), trust_env=False, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(verify=self.context(), trust_env=False, **kwargs)
+
+
+https = Https()
 
 
 def _fake_runner(inputs_path: str | None, delay: float) -> Any:
@@ -55,7 +101,22 @@ def make_app() -> Any:
     from aggregator.settings import AggregatorSettings
 
     runner = _fake_runner(os.environ.get("AGG_TEST_INPUTS"), float(os.environ.get("AGG_TEST_RUNNER_DELAY", "0")))
-    return create_app(AggregatorSettings(), runner=runner)  # type: ignore[call-arg]
+    app = create_app(AggregatorSettings(), runner=runner)  # type: ignore[call-arg]
+    record = os.environ.get("AGG_TEST_REQUEST_LOG")
+    return app if record is None else _recording(app, Path(record))
+
+
+def _recording(app: Any, path: Path) -> Any:
+    """``app`` behind an ASGI wrapper that logs every HTTP request it receives to ``path``."""
+
+    async def recorded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            names = sorted({k.decode("latin-1").lower() for k, _ in scope.get("headers", [])})
+            with path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps({"method": scope["method"], "path": scope["path"], "headers": names}) + "\n")
+        await app(scope, receive, send)
+
+    return recorded
 
 
 def make_receiver() -> Any:
@@ -86,24 +147,40 @@ def make_receiver() -> Any:
 
 
 class AggServer:
-    """One uvicorn process on a loopback port, stopped by its pid."""
+    """One uvicorn process on a loopback port, stopped by its pid.
 
-    def __init__(self, target: str, port: int, env: dict[str, str], log_path: Path):
+    ``tls``: ``True`` serves HTTPS with the session's test certificate, a :class:`TlsFiles` with
+    its aggregator certificate (another CA: an impersonator), ``False`` plain HTTP.
+    """
+
+    def __init__(self, target: str, port: int, env: dict[str, str], log_path: Path, *, tls: bool | TlsFiles = True):
         self.target, self.port, self.env, self.log_path = target, port, env, log_path
+        self.tls: TlsFiles | None = (session_tls() if tls is True else tls) or None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path:
+        """The CA certificate this server's certificate chains to (what a node pins with ``--ca``)."""
+        assert self.tls is not None, "a plain-HTTP server has no CA"
+        return self.tls.ca_cert
 
     def start(self, timeout: float = 30.0) -> AggServer:
         env = {**os.environ, **self.env}
+        served: list[str] = []
+        if self.tls is not None:
+            assert self.tls.aggregator_cert is not None and self.tls.aggregator_key is not None
+            served = ["--ssl-certfile", str(self.tls.aggregator_cert), "--ssl-keyfile", str(self.tls.aggregator_key)]
+        client = Https(self.tls.ca_cert if self.tls else None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [
                     sys.executable, "-m", "uvicorn", self.target, "--factory",
                     "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(self.port),
-                    "--log-level", "warning",
+                    "--log-level", "warning", "--no-proxy-headers", *served,
                 ],
                 cwd=REPO,
                 env=env,
@@ -115,7 +192,7 @@ class AggServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.target} exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                if client.get(f"{self.url}/health", timeout=1.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -9,7 +9,7 @@ thread for the client's lifetime) and exposes the ``httpx.Client`` methods the t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -26,11 +26,20 @@ class InProcessClient:
         self._portal = portal
         self.base_url = httpx.URL(base_url)
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+        self.event_hooks: dict[str, list[Callable[[Any], Any]]] = {"request": [], "response": []}
+        """Synchronous hooks, as ``httpx.Client`` runs them (the node's outbox records requests here)."""
 
     def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        send_options = {key: kwargs.pop(key) for key in ("auth", "follow_redirects") if key in kwargs}
+
         async def call() -> httpx.Response:
-            response = await self._client.request(method, url, **kwargs)
+            request = self._client.build_request(method, url, **kwargs)
+            for hook in self.event_hooks.get("request", []):
+                hook(request)
+            response = await self._client.send(request, **send_options)
             await response.aread()
+            for hook in self.event_hooks.get("response", []):
+                hook(response)
             return response
 
         return self._portal.call(call)

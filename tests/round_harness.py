@@ -26,15 +26,21 @@ from protocols.auth import sign_enrollment, sign_request
 from protocols.roster import SignedRoster
 from protocols.spec import RoundSpec, SignedSpec
 
-__all__ = ["TERMINAL", "Firm", "admin", "enrol_and_start", "open_round", "run_round", "wait_state"]
+__all__ = ["TERMINAL", "Firm", "admin", "enrol_and_start", "open_round", "public", "run_round", "wait_state"]
 
 TERMINAL = ("published", "suppressed", "aborted")
 
 
 def admin(d: Deployment, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """A request with the deployment's administrator token."""
+    """A request with the deployment's administrator token, over HTTPS trusting the deployment's CA."""
     headers = {"Authorization": f"Bearer {d.admin_token}", **kwargs.pop("headers", {})}
-    return httpx.request(method, f"{d.aggregator_url}{path}", headers=headers, timeout=60.0, **kwargs)
+    return httpx.request(method, f"{d.aggregator_url}{path}", headers=headers, timeout=60.0, verify=d.ssl_context(),
+                         **kwargs)
+
+
+def public(d: Deployment, path: str, **kwargs: Any) -> httpx.Response:
+    """A public read (log, factors) over HTTPS trusting the deployment's CA."""
+    return httpx.get(f"{d.aggregator_url}{path}", timeout=30.0, verify=d.ssl_context(), **kwargs)
 
 
 @dataclass
@@ -68,21 +74,26 @@ class Firm:
         headers = sign_request(self.key, method, path, body, datetime.now(UTC))
         if body:
             headers["Content-Type"] = "application/json"
-        return httpx.request(method, f"{self.deployment.aggregator_url}{path}", content=body, headers=headers, timeout=30)
+        return httpx.request(method, f"{self.deployment.aggregator_url}{path}", content=body, headers=headers, timeout=30,
+                             verify=self.deployment.ssl_context())
 
     def enroll(self) -> None:
-        """Pin the aggregator's key in the store and enrol (identity key + SuperNode public key)."""
-        info = httpx.get(f"{self.deployment.aggregator_url}/api/v1/aggregator", timeout=10).json()
+        """Pin the aggregator's key in the store (out of band: from the deployment's key file, checked against
+        the key the server presents over the pinned CA) and enrol (identity key + SuperNode public key)."""
+        pinned = self.deployment.aggregator_public_key()
+        served = public(self.deployment, "/api/v1/aggregator").json()["public_key"]
+        assert served == pinned, (served, pinned)
         store = self.store()
         try:
-            store.set_setting(node_rounds.AGGREGATOR_KEY_SETTING, info["public_key"])
+            store.set_setting(node_rounds.AGGREGATOR_KEY_SETTING, pinned)
         finally:
             store.close()
         body = sign_enrollment(
             self.key, f"{self.handle.name}（中文）", self.handle.name, self.handle.supernode_public.read_text().strip()
         )
         response = httpx.post(
-            f"{self.deployment.aggregator_url}/api/v1/members/enroll", json=body.model_dump(), timeout=10
+            f"{self.deployment.aggregator_url}/api/v1/members/enroll", json=body.model_dump(), timeout=10,
+            verify=self.deployment.ssl_context(),
         )
         assert response.status_code == 201, response.text
         self.member_id = response.json()["id"]

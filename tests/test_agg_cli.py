@@ -37,7 +37,7 @@ def test_round_create_from_flags_makes_a_signed_draft(server: AggServer) -> None
         "--product-zh", "原铝", "--code", "3216", "--reference-flow", "fada1f50-855d-593c-9ae7-8c1827a81d61",
         "--region", "CN-YN", "--component", f"{flow},Alumina,氧化铝,input,t,1000000,5",
         "--component", "08a91e70-3ddc-11dd-923d-0050c2490048,CO2,二氧化碳,output,kg,1000,5000",
-        "--url", server.url, "--token", TOKEN, "--json"])
+        "--url", server.url, "--token", TOKEN, "--json"], env={"PCF_AGG_TLS_CAFILE": str(server.ca)})
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["round_id"] == "cli-flags-1" and data["state"] == "draft"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from example_round import example_firms, example_spec
 from flwr.app import Context, RecordDict
+from plain_apps import plain_client_app, plain_server_app
 from pydantic import SecretStr
 
 from aggregator import members, rounds, translog
@@ -28,13 +29,12 @@ from aggregator.flower_runner import (
 from aggregator.settings import AggregatorSettings
 from aggregator.store import MemberRow, Store, open_store
 from keys import identity
-from pcf.flower_app import plain_server_app, read_records
+from pcf.flower_app import read_records
 from protocols.contribution import build_contribution
 from protocols.flower_apps import (
     InProcessGrid,
     NodeConfigKey,
     RecordKey,
-    plain_client_app,
 )
 from protocols.roster import verify_roster
 from protocols.spec import RoundSpec, spec_hash, vector_layout
@@ -363,7 +363,7 @@ def test_runner_runs_the_fab_with_the_roster_and_returns_the_signed_sums_without
     pyproject = tomllib.loads((runner.last_run_dir / "app" / "pyproject.toml").read_text())
     assert pyproject["tool"]["flwr"]["app"]["components"] == {
         "serverapp": "pcf.flower_app:server_app",
-        "clientapp": "pcf.flower_app:client_app",
+        "clientapp": "node.flower_client:client_app",
     }
     assert set(fake.config) <= set(pyproject["tool"]["flwr"]["app"]["config"])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from agg_server import AggServer
+from agg_server import AggServer, https, session_tls
 from conftest import free_port
 from example_round import example_firms, example_spec
 from typer.testing import CliRunner
@@ -23,9 +23,11 @@ from aggregator.cli import agg_app
 from aggregator.delivery import FactorPackage, package_message, publish_to
 from aggregator.errors import DeliveryFailed
 from keys import identity
-from pcf.verify import verify_factor
+from pcf.verify import VerifyReport
+from pcf.verify import verify_factor as _verify_factor
 from protocols import paillier
 from protocols.auth import sign_enrollment, sign_request
+from protocols.canonical import canonical_json
 from protocols.contribution import (
     build_contribution,
     footprint_from_components,
@@ -54,7 +56,7 @@ class Node:
 
     def enroll(self) -> httpx.Response:
         body = sign_enrollment(self.key, f"{self.name}（中文）", self.name, f"supernode-{self.fingerprint}")
-        response = httpx.post(f"{self.base}/api/v1/members/enroll", json=body.model_dump())
+        response = https.post(f"{self.base}/api/v1/members/enroll", json=body.model_dump())
         if response.status_code == 201:
             self.member_id = response.json()["id"]
         return response
@@ -63,15 +65,21 @@ class Node:
         headers = sign_request(self.key, method, path, body, now or datetime.now(UTC))
         if body:
             headers["Content-Type"] = "application/json"
-        return httpx.request(method, f"{self.base}{path}", content=body, headers=headers)
+        return https.request(method, f"{self.base}{path}", content=body, headers=headers)
+
+
+def verify_factor(factor_id: str, base: str, **kwargs: Any) -> VerifyReport:
+    """``pcf verify`` over HTTPS, trusting the test CA."""
+    with https.client(timeout=30.0) as client:
+        return _verify_factor(factor_id, base, client=client, **kwargs)
 
 
 def admin(method: str, base: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, f"{base}{path}", headers=ADMIN, timeout=30.0, **kwargs)
+    return https.request(method, f"{base}{path}", headers=ADMIN, timeout=30.0, **kwargs)
 
 
 def create_round(base: str, spec: RoundSpec) -> httpx.Response:
-    return httpx.post(
+    return https.post(
         f"{base}/api/v1/rounds", content=spec.model_dump_json(), headers={**ADMIN, "Content-Type": "application/json"}
     )
 
@@ -84,12 +92,12 @@ def expect_error(response: httpx.Response, status: int, code: str | None = None)
         assert body["error"] == code, body
 
 
-def make_spec(round_id: str, *, protocol: str = "secagg") -> RoundSpec:
+def make_spec(round_id: str, *, protocol: str = "secagg", key_id: str | None = None) -> RoundSpec:
     return example_spec(
         round_id=round_id,
         protocol=protocol,  # type: ignore[arg-type]
         deadline=datetime.now(UTC) + timedelta(days=1),
-        paillier={"key_bits": 2048},
+        paillier={"key_bits": 2048, "key_id": key_id},
     )
 
 
@@ -119,7 +127,7 @@ def wait_state(base: str, round_id: str, states: tuple[str, ...] = TERMINAL, tim
 
 
 def log_entries(base: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = httpx.get(f"{base}/api/v1/log").json()["entries"]
+    entries: list[dict[str, Any]] = https.get(f"{base}/api/v1/log").json()["entries"]
     return entries
 
 
@@ -149,7 +157,8 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., AggServer]]:
     port = free_port()
 
     def start(target: str = "agg_server:make_app", *, new_port: bool = False, **extra: str) -> AggServer:
-        server = AggServer(target, free_port() if new_port else port, {**env, **extra}, tmp_path / "server.log")
+        server = AggServer(target, free_port() if new_port else port, {**env, **extra}, tmp_path / "server.log",
+                           tls=target != "agg_server:make_receiver")  # the receiver (national DB) stays HTTP
         started.append(server)
         return server.start()
 
@@ -177,14 +186,14 @@ def test_each_role_is_refused_where_it_does_not_belong(servers: Callable[..., Ag
     assert create_round(base, make_spec("roles-1")).status_code == 201
 
     # public: read-only endpoints answer, everything else asks for credentials
-    assert httpx.get(f"{base}/api/v1/log").status_code == 200
-    assert len(httpx.get(f"{base}/api/v1/members/keys").json()) == 3
-    assert httpx.get(f"{base}/api/v1/factors").status_code == 200
-    expect_error(httpx.get(f"{base}/api/v1/members"), 401, "unauthorized")
-    expect_error(httpx.post(f"{base}/api/v1/rounds/roles-1/open"), 401)
-    expect_error(httpx.get(f"{base}/api/v1/rounds?state=open"), 401)
-    expect_error(httpx.get(f"{base}/api/v1/rounds/roles-1/decryption-request"), 401)
-    expect_error(httpx.get(f"{base}/api/v1/members", headers={"Authorization": "Bearer wrong-token"}), 401)
+    assert https.get(f"{base}/api/v1/log").status_code == 200
+    assert len(https.get(f"{base}/api/v1/members/keys").json()) == 3
+    assert https.get(f"{base}/api/v1/factors").status_code == 200
+    expect_error(https.get(f"{base}/api/v1/members"), 401, "unauthorized")
+    expect_error(https.post(f"{base}/api/v1/rounds/roles-1/open"), 401)
+    expect_error(https.get(f"{base}/api/v1/rounds?state=open"), 401)
+    expect_error(https.get(f"{base}/api/v1/rounds/roles-1/decryption-request"), 401)
+    expect_error(https.get(f"{base}/api/v1/members", headers={"Authorization": "Bearer wrong-token"}), 401)
 
     # a member is refused admin actions; the admin token is refused member actions
     expect_error(member.call("GET", "/api/v1/members"), 403, "forbidden")
@@ -206,16 +215,16 @@ def test_each_role_is_refused_where_it_does_not_belong(servers: Callable[..., Ag
     expect_error(member.call("GET", "/api/v1/rounds", now=datetime.now(UTC) - timedelta(minutes=6)), 401, "stale-request")
     path = "/api/v1/rounds?state=open"
     headers = sign_request(member.key, "GET", path, b"", datetime.now(UTC))
-    assert httpx.get(f"{base}{path}", headers=headers).status_code == 200
-    expect_error(httpx.get(f"{base}{path}", headers=headers), 401, "replayed-request")
+    assert https.get(f"{base}{path}", headers=headers).status_code == 200
+    expect_error(https.get(f"{base}{path}", headers=headers), 401, "replayed-request")
     headers = sign_request(member.key, "GET", "/api/v1/rounds?state=draft", b"", datetime.now(UTC))
-    expect_error(httpx.get(f"{base}{path}", headers=headers), 401)  # signed another query
+    expect_error(https.get(f"{base}{path}", headers=headers), 401)  # signed another query
     stranger = Node(base, "Stranger")
     expect_error(stranger.call("GET", path), 401)
 
     # enrolment needs proof of possession, once per key
     forged = sign_enrollment(stranger.key, "伪造", "Forged", "sn").model_copy(update={"identity_public_key": member.public_key})
-    expect_error(httpx.post(f"{base}/api/v1/members/enroll", json=forged.model_dump()), 401)
+    expect_error(https.post(f"{base}/api/v1/members/enroll", json=forged.model_dump()), 401)
     expect_error(member.enroll(), 409)
     expect_error(admin("POST", base, f"/api/v1/members/{revoked.member_id}/approve"), 409)
     expect_error(admin("POST", base, "/api/v1/members/999/approve"), 404, "not-found")
@@ -241,10 +250,10 @@ def test_secagg_rounds_publish_new_versions_that_verify_and_earlier_versions_sta
     assert types == ["spec_published", "aggregate", "publication"] * 2
     pub = log_entries(base)[-1]["payload"]
     factor_id = pub["factor_id"]
-    versions = httpx.get(f"{base}/api/v1/factors/{factor_id}/versions").json()
+    versions = https.get(f"{base}/api/v1/factors/{factor_id}/versions").json()
     assert [v["version"] for v in versions] == ["01.00.000", "01.00.001"]
-    v1 = httpx.get(f"{base}/api/v1/factors/{factor_id}", params={"version": "01.00.000"}).json()
-    v2 = httpx.get(f"{base}/api/v1/factors/{factor_id}").json()
+    v1 = https.get(f"{base}/api/v1/factors/{factor_id}", params={"version": "01.00.000"}).json()
+    v2 = https.get(f"{base}/api/v1/factors/{factor_id}").json()
     assert v1["provenance"]["round_id"] == "alu-2024-a" and v2["provenance"]["round_id"] == "alu-2024-b"
     assert v2["provenance"]["supersedes"] == "01.00.000"
     assert v2["n_participants"] == 4
@@ -259,7 +268,7 @@ def test_secagg_rounds_publish_new_versions_that_verify_and_earlier_versions_sta
 
     # the CLI drives the same API
     cli = CliRunner()
-    env = {"PCF_AGG_PUBLIC_BASE_URL": base, "PCF_AGG_ADMIN_TOKEN": TOKEN}
+    env = {"PCF_AGG_PUBLIC_BASE_URL": base, "PCF_AGG_ADMIN_TOKEN": TOKEN, "PCF_AGG_TLS_CAFILE": str(session_tls().ca_cert)}
     out = cli.invoke(agg_app, ["round", "status", "alu-2024-b", "--json"], env=env)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["state"] == "published"
@@ -284,7 +293,7 @@ def test_round_with_a_dominant_firm_is_suppressed_and_stores_no_aggregate(
     entries = log_entries(base)
     assert [e["type"] for e in entries] == ["spec_published", "suppression"]
     assert entries[-1]["payload"]["rule"] == "dominance"
-    assert httpx.get(f"{base}/api/v1/factors").json() == []
+    assert https.get(f"{base}/api/v1/factors").json() == []
     with sqlite3.connect(tmp_path / "agg" / "aggregator.db") as db:
         assert db.execute("SELECT count(*) FROM aggregate").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM factor").fetchone() == (0,)
@@ -305,7 +314,7 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
     server = start()
     base = server.url
     nodes = approved_nodes(base, 4)
-    spec = make_spec("alu-paillier", protocol="paillier")
+    spec = make_spec("alu-paillier", protocol="paillier", key_id=pk.key_id)
     assert create_round(base, spec).status_code == 201
     admin("POST", base, "/api/v1/rounds/alu-paillier/open")
     invitation = nodes[0].call("GET", "/api/v1/rounds?state=open").json()[0]
@@ -314,7 +323,7 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
 
     layout = paillier_layout(RoundSpec.model_validate(invitation["signed_spec"]["spec"]))
     bodies = [
-        json.dumps(paillier.encrypt_contribution(pk, layout, ints, spec.round_id, n.key).to_dict()).encode()
+        canonical_json(paillier.encrypt_contribution(pk, layout, ints, spec.round_id, n.key).to_dict())
         for n, ints in zip(nodes, firm_ints(spec), strict=True)
     ]
     path = "/api/v1/rounds/alu-paillier/contributions"
@@ -335,18 +344,22 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
 
     request_path = "/api/v1/rounds/alu-paillier/decryption-request"
     headers = sign_request(shares[0].signing_key, "GET", request_path, b"", datetime.now(UTC))
-    request = httpx.get(f"{base}{request_path}", headers=headers)
+    request = https.get(f"{base}{request_path}", headers=headers)
     assert request.status_code == 200, request.text
     expect_error(nodes[0].call("GET", request_path), 401)  # members are not custodians
-    contributions = [paillier.SignedContribution.from_dict(c) for c in request.json()["contributions"]]
-    roster = {n.public_key for n in nodes}
+    # each custodian takes the round from the log, checked with the aggregator key it pinned
+    log = paillier.parse_log({"entries": log_entries(base)})
+    aggregator_key = https.get(f"{base}/api/v1/aggregator").json()["public_key"]
     partials = [
-        json.dumps(paillier.custodian_partial_decrypt(s, pk, contributions, roster, 3, spec.round_id, ledger={}).to_dict())
+        json.dumps(paillier.decrypt_logged_round(
+            s, pk, spec.round_id, log=log, aggregator_key=aggregator_key, bodies=request.json()["contributions"],
+            min_participants=3, ledger={},
+        ).to_dict())
         for s in shares
     ]
 
     def post(body: str) -> httpx.Response:
-        return httpx.post(f"{base}/api/v1/rounds/alu-paillier/partial-decryptions", content=body,
+        return https.post(f"{base}/api/v1/rounds/alu-paillier/partial-decryptions", content=body,
                           headers={"Content-Type": "application/json"})  # fmt: skip
 
     assert post(partials[0]).json()["received"] == 1
@@ -359,10 +372,10 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
     expect_error(post(json.dumps(forged)), 401)
     assert post(partials[1]).json()["state"] == "published"
 
-    factor = httpx.get(f"{base}/api/v1/factors").json()
+    factor = https.get(f"{base}/api/v1/factors").json()
     assert len(factor) == 1
     factor_id = factor[0]["factor_id"]
-    assert httpx.get(f"{base}/api/v1/factors/{factor_id}").json()["n_participants"] == 4
+    assert https.get(f"{base}/api/v1/factors/{factor_id}").json()["n_participants"] == 4
     types = [e["type"] for e in log_entries(base)]
     assert types.count("contribution_receipt") == 4 and types.count("aggregate") == 1 and types[-1] == "publication"
     report = verify_factor(factor_id, base)
@@ -387,7 +400,7 @@ def test_secagg_round_interrupted_by_a_crash_is_aborted_cleanly_on_restart(
     result = wait_state(base, spec.round_id)
     assert result["state"] == "aborted" and "restart" in result["decision"]
     assert [e["type"] for e in log_entries(base)] == ["spec_published", "abort"]
-    assert httpx.get(f"{base}/api/v1/factors").json() == []
+    assert https.get(f"{base}/api/v1/factors").json() == []
     expect_error(admin("POST", base, f"/api/v1/rounds/{spec.round_id}/run"), 409, "invalid-transition")
 
 
@@ -456,7 +469,7 @@ def test_a_component_one_firm_reports_is_withheld_from_store_log_and_factor_whic
         assert not secret & {v for v in summed if v is not None}
     assert {"x[C2F6]", "wx[C2F6]", "wx2[C2F6]"} <= set(aggregate["withheld"])
     factor_id = log_entries(base)[-1]["payload"]["factor_id"]
-    factor = httpx.get(f"{base}/api/v1/factors/{factor_id}").json()
+    factor = https.get(f"{base}/api/v1/factors/{factor_id}").json()
     assert c2f6 not in {e["flow"] for e in factor["unit_process"]["exchanges"]}
     assert [u["reason"] for u in factor["cross_check"]["unchecked"]] == ["withheld"]
     report = verify_factor(factor_id, base)
@@ -498,7 +511,7 @@ def test_a_gas_one_firm_emits_is_withheld_from_store_log_and_factor_which_still_
     assert aggregate["other_gases"]["gases"] == ["CO2", "SF6"]
     assert Fraction(aggregate["other_gases"]["sum"]) == merged_sum / scale
     factor_id = log_entries(base)[-1]["payload"]["factor_id"]
-    factor = httpx.get(f"{base}/api/v1/factors/{factor_id}").json()
+    factor = https.get(f"{base}/api/v1/factors/{factor_id}").json()
     assert "SF6" not in factor["gases"] and "CO2" not in factor["gases"]
     assert factor["value"] == pytest.approx(math.fsum(factor["gases"].values()), rel=1e-12)  # the total keeps SF6
     report = verify_factor(factor_id, base)
@@ -523,12 +536,12 @@ def test_delivery_retries_a_failing_receiver_then_is_idempotent(servers: Callabl
     assert receipt.json()["status"] == "delivered" and receipt.json()["attempts"] == 2
     again = admin("POST", base, f"/api/v1/rounds/{spec.round_id}/deliveries", json={"url": f"{receiver}/factors"})
     assert again.json() == receipt.json()
-    got = httpx.get(f"{receiver}/received").json()
+    got = https.get(f"{receiver}/received").json()
     assert got["requests"] == 2 and len(got["accepted"]) == 1
     accepted = got["accepted"][0]
     package = FactorPackage.model_validate(accepted["package"])
     assert accepted["idempotency_key"] == f"pcf-factor:{package.factor_id}:v1"
-    aggregator_key = httpx.get(f"{base}/api/v1/aggregator").json()["public_key"]
+    aggregator_key = https.get(f"{base}/api/v1/aggregator").json()["public_key"]
     identity.verify(aggregator_key, package_message(package.factor_id, package.version, package.document_hash),
                     package.signature)  # fmt: skip
     assert package.log_seq == 3

@@ -94,7 +94,7 @@ def test_round_creation_refuses_what_could_not_be_published(store: Store) -> Non
     with pytest.raises(SpecRejected, match="footprint_weighted_mean"):
         rounds.create_round(ctx, spec(statistics=["mean"]))
     with pytest.raises(Unavailable, match="PCF_AGG_PAILLIER_PUBLIC_KEY"):
-        rounds.create_round(ctx, spec(protocol="paillier", paillier={"key_bits": 2048}))
+        rounds.create_round(ctx, spec(protocol="paillier", paillier={"key_bits": 2048, "key_id": "0" * 64}))
     late = example_spec(round_id="late", deadline=NOW - timedelta(seconds=1))
     rounds.create_round(ctx, late)
     with pytest.raises(WindowClosed):

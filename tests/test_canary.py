@@ -6,7 +6,10 @@ searched for every canary in every encoding a leak would plausibly take: decimal
 bytes, and the fixed-point slot integers the contribution carries (decimal text, 64-bit bytes
 both byte orders). Zero hits are required. A plain-sum control round over the same nodes and
 approved vectors must then show the canaries in its recorded messages and in the SuperLink's
-database (which keeps relayed message bodies): the search can find them where they would be.
+database (which keeps relayed message bodies): the search can find them where they would be. The
+control's ClientApp is test-only (``tests/plain_apps.py``) and runs on SuperNodes restarted without
+the node's gate, which would refuse it. Every message of the secagg round is also matched with its
+sender's outbox entry (SHA-256 of the same bytes).
 
 Decimal patterns match only between non-digits (``612347`` is not found inside ``96123470``),
 since a leaked number is written as a number of its own.
@@ -23,6 +26,7 @@ such a component: every grid's electricity is one component (``Component.aliases
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -32,10 +36,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
-from round_harness import Firm, enrol_and_start, open_round, run_round
+from round_harness import Firm, enrol_and_start, open_round, public, run_round
 
 from aggregator import rounds
 from aggregator.flower_runner import FlowerSecAggRunner
@@ -234,8 +237,17 @@ def test_no_canary_reaches_the_aggregator_side_and_the_plaintext_control_finds_t
         for source in sources:
             source.read().search(patterns)
         assert record.stat().st_size > 0 and len(read_records(record)) >= 4 * len(firms)
+        # every message the ServerApp received is in its sender's outbox (recorded at the layer that sent it)
+        sent = {row.sha256 for f in firms for row in f.outbox(spec.round_id)}
+        unrecorded = [blob[:60] for blob in read_records(record) if hashlib.sha256(blob).hexdigest() not in sent]
+        assert unrecorded == [], unrecorded
 
-        # Control: a plain-sum round over the same nodes and approved vectors, recorded too
+        # Control: a plain-sum round over the same nodes and approved vectors, recorded too. The
+        # installed package has no plaintext ClientApp and the nodes' gate refuses any FAB naming
+        # another, so the control runs the test-only tests.plain_apps on SuperNodes without the gate.
+        for firm in firms:
+            d.stop_process(f"supernode-{firm.handle.name}")
+            d.start_supernode(firm.handle, approved_code_only=False)
         control_record = root / "records" / "control.bin"
         settings = AggregatorSettings(
             environment="development",
@@ -245,11 +257,13 @@ def test_no_canary_reaches_the_aggregator_side_and_the_plaintext_control_finds_t
             superlink_address=f"{d.superlink_address_host}:{d.superlink_port}",
             superlink_root_certificates=d.tls_dir / "ca.crt",
             flwr_home=d.flwr_home,
+            # the restarted SuperNodes rejoin once the SuperLink has seen the old ones go
+            flower_connect_timeout_seconds=180.0,
         )
         control = FlowerSecAggRunner(
             settings,
-            serverapp="pcf.flower_app:plain_server_app",
-            clientapp="pcf.flower_app:plain_client_app",
+            serverapp="tests.plain_apps:plain_server_app",
+            clientapp="tests.plain_apps:store_plain_client_app",
             record_path=control_record,
         )
         roster = [RosterEntry("", key, "", node) for node, key in opened["roster"]["roster"].items()]
@@ -257,7 +271,7 @@ def test_no_canary_reaches_the_aggregator_side_and_the_plaintext_control_finds_t
         control_source = Source("control: ServerApp received (plain)", [control_record]).read().search(patterns)
         # For information: whether the SuperLink's database kept the plaintext messages it relayed.
         control_link = Source("control: SuperLink database", files_under(root / "superlink")).read().search(patterns)
-        log = httpx.get(f"{d.aggregator_url}/api/v1/log").json()["entries"]
+        log = public(d, "/api/v1/log").json()["entries"]
 
     # Assert: nothing on the aggregator side; the control shows every slot canary to its ServerApp
     print(f"\nsecagg round {round_seconds:.1f} s; {len(patterns)} patterns over {len(firms)} firms")

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paillier_log import paillier_spec, round_log
 from typer.testing import CliRunner
 
 from custodian.store import ledger_path, load_public_key
 from keys import identity
 from keys.cli_common import EXIT_BAD_INPUT, EXIT_EXISTS, EXIT_KEY_FILE, EXIT_REFUSED
 from pcf.cli import app
-from protocols.paillier import PartialDecryption, combine, encrypt_contribution, make_layout
+from protocols.paillier import PartialDecryption, combine, encrypt_contribution, spec_layout
 
 runner = CliRunner()
 
@@ -31,10 +32,29 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_set(
+def write_round(
+    tmp_path: Path, public_key: Any, round_id: str, firms: list[Any], values: list[list[int]], logged: int
+) -> tuple[Path, Path, str, Any]:
+    """A round's log (``logged`` of the firms' receipts) and a request carrying every firm's body."""
+    spec = paillier_spec(round_id, public_key.key_id)
+    layout = spec_layout(spec)
+    aggregator = identity.generate_identity()
+    contributions = [
+        encrypt_contribution(public_key, layout, [min(b, x) for b, x in zip(layout.bounds, v * layout.n_slots, strict=False)],
+                             round_id, f)
+        for v, f in zip(values, firms, strict=True)
+    ]
+    log = round_log(aggregator, spec, firms, list(zip(firms, contributions, strict=True))[:logged])
+    log_file, request = tmp_path / f"{round_id}-log.json", tmp_path / f"{round_id}-request.json"
+    log_file.write_text(json.dumps({"entries": [e.model_dump(mode="json") for e in log.entries]}))
+    request.write_text(json.dumps({"round_id": round_id, "contributions": [c.to_dict() for c in contributions[:logged]]}))
+    return log_file, request, identity.public_key_b64(aggregator), layout
+
+
+def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_decryption(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: a 2-custodian key, four firms, a round of three contributions.
+    # Prepare: a 2-custodian key, a round whose log records three contributions
     ceremony = tmp_path / "ceremony"
     monkeypatch.setenv("PW0", "first custodian's password")
     monkeypatch.setenv("PW1", "second custodian's password")
@@ -44,38 +64,30 @@ def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_set(
     )
     assert code_init == 0 and init["bits"] == 2048
     public_key = load_public_key(ceremony / "paillier_public_key.json")
-    layout = make_layout([1000, 1000], max_participants=10, key_bits=public_key.bits)
-    firms = [identity.generate_identity() for _ in range(4)]
-    values = [[10, -3], [20, 5], [30, 7], [999, 999]]
-    contributions = [
-        encrypt_contribution(public_key, layout, v, "round-1", f).to_dict() for v, f in zip(values, firms, strict=True)
-    ]
-    roster = tmp_path / "roster.txt"
-    roster.write_text("# members\n" + "\n".join(identity.public_key_b64(f) for f in firms) + "\n")
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"round_id": "round-1", "contributions": contributions[:3]}))
+    firms = [identity.generate_identity() for _ in range(3)]
+    log, request, aggregator_key, layout = write_round(tmp_path, public_key, "round-1", firms, [[1], [2], [3]], 3)
 
-    # Execute: each custodian answers; then one is asked again for a different set.
+    # Execute: each custodian answers; then one is asked again
     partials = []
     for i in range(2):
         code, out = custodian(
-            "decrypt", "--share", str(ceremony / f"custodian-{i}.share"), "--request", str(request),
-            "--roster", str(roster), "--min-participants", "3", "--out", str(tmp_path / f"partial-{i}.json"),
-            "--password-env", f"PW{i}", "--json",
+            "decrypt", "--share", str(ceremony / f"custodian-{i}.share"), "--round", "round-1",
+            "--aggregator-key", aggregator_key, "--log", str(log), "--request", str(request),
+            "--out", str(tmp_path / f"partial-{i}.json"), "--password-env", f"PW{i}", "--json",
         )
         assert code == 0, out
         assert out["contributions"] == 3 and out["custodian_index"] == i
         partials.append(PartialDecryption.from_dict(json.loads((tmp_path / f"partial-{i}.json").read_text())))
-    request.write_text(json.dumps({"round_id": "round-1", "contributions": contributions[1:]}))
     code_again, again = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request),
-        "--roster", str(roster), "--min-participants", "3", "--out", str(tmp_path / "partial-again.json"),
-        "--password-env", "PW0", "--json",
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "round-1",
+        "--aggregator-key", aggregator_key, "--log", str(log), "--request", str(request),
+        "--out", str(tmp_path / "partial-again.json"), "--password-env", "PW0", "--json",
     )
     code_show, shown = custodian("show", str(ceremony / "custodian-0.share"), "--json")
 
     # Assert
-    assert combine(partials, public_key, layout, 3) == [60, 9]
+    expected = [sum(min(b, x) for x in (1, 2, 3)) for b in layout.bounds]
+    assert combine(partials, public_key, layout, 3) == expected
     assert code_again == EXIT_REFUSED and "already decrypted" in again["error"]
     assert not (tmp_path / "partial-again.json").exists()
     assert code_show == 0 and shown["custodian_index"] == 0 and shown["key_id"] == init["key_id"]
@@ -126,19 +138,14 @@ def test_custodian_decrypt_with_a_wrong_password_fails_without_touching_the_ledg
     ceremony: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     public_key = load_public_key(ceremony / "paillier_public_key.json")
-    layout = make_layout([100], max_participants=5, key_bits=public_key.bits)
     firms = [identity.generate_identity() for _ in range(3)]
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({
-        "round_id": "r", "contributions": [encrypt_contribution(public_key, layout, [1], "r", f).to_dict() for f in firms]
-    }))
-    roster = tmp_path / "roster.json"
-    roster.write_text(json.dumps([identity.public_key_b64(f) for f in firms]))
+    log, request, aggregator_key, _ = write_round(tmp_path, public_key, "r", firms, [[1], [1], [1]], 3)
     monkeypatch.setenv("WRONG", "not the right password")
 
     code, out = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request), "--roster", str(roster),
-        "--min-participants", "3", "--out", str(tmp_path / "p.json"), "--password-env", "WRONG", "--json",
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "r", "--aggregator-key", aggregator_key,
+        "--log", str(log), "--request", str(request), "--out", str(tmp_path / "p.json"), "--password-env", "WRONG",
+        "--json",
     )
 
     assert code == EXIT_KEY_FILE and "wrong password" in out["error"]
@@ -148,14 +155,38 @@ def test_custodian_decrypt_with_a_wrong_password_fails_without_touching_the_ledg
 
 @pytest.mark.usefixtures("passwords")
 def test_custodian_decrypt_refuses_a_request_that_is_not_json(ceremony: Path, tmp_path: Path) -> None:
-    request = tmp_path / "request.json"
+    public_key = load_public_key(ceremony / "paillier_public_key.json")
+    firms = [identity.generate_identity() for _ in range(3)]
+    log, request, aggregator_key, _ = write_round(tmp_path, public_key, "r", firms, [[1], [1], [1]], 3)
     request.write_text("{not json")
-    roster = tmp_path / "roster.txt"
-    roster.write_text(identity.public_key_b64(identity.generate_identity()) + "\n")
 
     code, out = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--request", str(request), "--roster", str(roster),
-        "--min-participants", "3", "--out", str(tmp_path / "p.json"), "--password-env", "PW0", "--json",
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "r", "--aggregator-key", aggregator_key,
+        "--log", str(log), "--request", str(request), "--out", str(tmp_path / "p.json"), "--password-env", "PW0",
+        "--json",
     )
 
     assert code == EXIT_BAD_INPUT and "not JSON" in out["error"]
+
+
+@pytest.mark.usefixtures("passwords")
+def test_custodian_decrypt_refuses_when_the_log_has_a_contribution_the_request_lacks(
+    ceremony: Path, tmp_path: Path
+) -> None:
+    # Prepare: the log records four contributions, the aggregator hands over three
+    public_key = load_public_key(ceremony / "paillier_public_key.json")
+    firms = [identity.generate_identity() for _ in range(4)]
+    log, request, aggregator_key, _ = write_round(tmp_path, public_key, "r4", firms, [[1], [2], [3], [4]], 4)
+    doc = json.loads(request.read_text())
+    request.write_text(json.dumps({**doc, "contributions": doc["contributions"][1:]}))
+
+    # Execute
+    code, out = custodian(
+        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "r4", "--aggregator-key", aggregator_key,
+        "--log", str(log), "--request", str(request), "--out", str(tmp_path / "p.json"), "--password-env", "PW0",
+        "--json",
+    )
+
+    # Assert
+    assert code == EXIT_REFUSED and "every logged contribution is decrypted or none" in out["error"]
+    assert not (tmp_path / "p.json").exists() and not ledger_path(ceremony / "custodian-0.share").exists()

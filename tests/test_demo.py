@@ -102,7 +102,9 @@ def test_demo_publishes_the_plaintext_weighted_mean_and_leaves_nothing_running(t
     assert float(factor["value"]) == pytest.approx(expected, abs=0.05)
     assert factor["n_participants"] == 3 and factor["unit"] == "kgCO2e/t"
     assert result["verify"]["ok"] is True
-    assert result["api_url"].startswith("http://127.0.0.1:") and result["pact"]["client_secret"]
+    # HTTPS with the deployment's CA (issue 9, property 6: behaviour changed deliberately from http://)
+    assert result["api_url"].startswith("https://127.0.0.1:") and result["pact"]["client_secret"]
+    assert result["pact"]["token_url"].startswith("https://") and Path(result["ca_cert"]).is_file()
     assert leftover_processes(str(workdir)) == []
     # one schema per role: the association's database holds only the aggregator's tables, each node's only its own
     assert _tables(workdir / "aggregator" / "aggregator.db") == AGGREGATOR_TABLES

@@ -58,16 +58,47 @@ def test_rfc8032_second_vector_verifies() -> None:
     assert sign(key, b"\x72") == b64url_encode(RFC2_SIGNATURE)
 
 
-def test_public_key_is_43_chars_unpadded_and_padded_input_is_accepted(rfc_key: Ed25519PrivateKey) -> None:
+def test_public_key_is_43_chars_unpadded_and_padded_input_is_refused(rfc_key: Ed25519PrivateKey) -> None:
+    # Behaviour changed deliberately (issue 9, property 6): one key, one spelling.
     text = public_key_b64(rfc_key)
     assert len(text) == 43 and "=" not in text and "+" not in text and "/" not in text
-    assert public_key_bytes(load_public_key_b64(text + "=")) == RFC_PUBLIC
+    assert public_key_bytes(load_public_key_b64(text)) == RFC_PUBLIC
+    with pytest.raises(IdentityError, match="canonical base64url"):
+        load_public_key_b64(text + "=")
 
 
 def test_fingerprint_is_first_16_hex_of_sha256_of_raw_key(rfc_key: Ed25519PrivateKey) -> None:
     expected = hashlib.sha256(RFC_PUBLIC).hexdigest()[:16]
     assert fingerprint(public_key_b64(rfc_key)) == expected
-    assert fingerprint(public_key_b64(rfc_key) + "=") == expected
+    with pytest.raises(IdentityError):
+        fingerprint(public_key_b64(rfc_key) + "=")
+
+
+def _respellings(text: str) -> list[str]:
+    """Other texts that a lenient base64 reader decodes to the same bytes as ``text``."""
+    standard = text.replace("-", "+").replace("_", "/")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(text[-1])
+    # 86 characters carry 516 bits for 512: the last character's low 4 bits are unused padding bits
+    trailing = text[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last | 1]
+    variants = [text + "=", text + "==", " " + text, text + " ", text + "\n", text[:40] + " " + text[40:], trailing]
+    return variants + ([standard] if standard != text else [])
+
+
+def test_non_canonical_spellings_of_a_signature_are_refused() -> None:
+    key = generate_identity()
+    public = public_key_b64(key)
+    message = b"payload"
+    signature = sign(key, message)
+    while "-" not in signature and "_" not in signature:  # so the standard-alphabet variant differs
+        message = os.urandom(8)
+        signature = sign(key, message)
+    verify(public, message, signature)
+    for variant in _respellings(signature):
+        assert variant != signature
+        with pytest.raises(ValueError, match="base64url"):
+            b64url_decode(variant)
+        with pytest.raises(InvalidSignature):
+            verify(public, message, variant)
 
 
 def test_sign_verify_round_trip_with_generated_key() -> None:

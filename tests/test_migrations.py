@@ -382,6 +382,7 @@ def test_agg_serve_refuses_a_database_it_cannot_use_with_a_named_error(
     monkeypatch.setenv("PCF_AGG_PACT_CLIENT_SECRET", "s")
     monkeypatch.setenv("PCF_AGG_HOME", str(tmp_path))
     monkeypatch.setenv("PCF_AGG_DB_URL", f"sqlite:///{node_db}")
+    monkeypatch.setenv("PCF_AGG_INSECURE_HTTP", "true")  # past the TLS check, to the database one
 
     code, out, err = pcf("agg", "serve", "--port", "1")
 

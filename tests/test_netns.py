@@ -162,7 +162,7 @@ def test_round_across_namespaces_publishes_the_factor_from_every_node_and_leaves
     assert result.factor["n_participants"] == NODES
     assert float(result.factor["value"]) == pytest.approx(result.plaintext["weighted_mean"], abs=0.05)
     assert result.verify["ok"] is True
-    assert result.api_url.startswith(f"http://{topo.bridge_address}:")
+    assert result.api_url.startswith(f"https://{topo.bridge_address}:")
     # every SuperNode ran in its own namespace and reached the SuperLink from that namespace's address
     assert "flower-superlink" in sampler.programs.get("sl", set()), sampler.programs
     for i in range(1, NODES + 1):

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
-from agg_server import AggServer
+from agg_server import AggServer, https, session_tls
 from conftest import free_port
 from test_agg_http import (
     TOKEN,
@@ -72,8 +71,8 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         assert secagg_round(base, spec, tmp / "inputs.json", rows)["state"] == "published"
         assert create_round(base, make_spec("fuzz-draft")).status_code == 201
         grant = {"grant_type": "client_credentials"}
-        token = httpx.post(f"{base}/auth/token", data=grant, auth=PACT_CLIENT).json()["access_token"]
-        factor_id = httpx.get(f"{base}/api/v1/factors").json()[0]["factor_id"]
+        token = https.post(f"{base}/auth/token", data=grant, auth=PACT_CLIENT).json()["access_token"]
+        factor_id = https.get(f"{base}/api/v1/factors").json()[0]["factor_id"]
         yield Seeded(base, token, factor_id, json.loads(make_spec("fuzz-odd").model_dump_json()))
     finally:
         server.stop()
@@ -133,7 +132,7 @@ def test_schemathesis_finds_no_failure_in_any_operation(seeded: Seeded, tmp_path
     config = tmp_path / "schemathesis.toml"
     config.write_text(schemathesis_config(seeded))
     junit = tmp_path / "junit.xml"
-    operations = httpx.get(f"{seeded.url}/openapi.json").json()["paths"]
+    operations = https.get(f"{seeded.url}/openapi.json").json()["paths"]
     expected = {f"{m.upper()} {p}" for p, ops in operations.items() for m in ops} - {
         f"{m} {p}" for m, p in EXCLUDED_OPERATIONS
     }
@@ -141,7 +140,8 @@ def test_schemathesis_finds_no_failure_in_any_operation(seeded: Seeded, tmp_path
     # Execute: the command line runs every phase (examples, coverage, fuzzing, stateful links)
     run = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
-         f"{seeded.url}/openapi.json", "--no-color", "--report", "junit", "--report-junit-path", str(junit)],
+         f"{seeded.url}/openapi.json", "--no-color", "--report", "junit", "--report-junit-path", str(junit),
+         "--tls-verify", str(session_tls().ca_cert)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 
@@ -159,7 +159,7 @@ def api_schema(seeded: Seeded) -> Any:
     config = schemathesis.Config.from_dict(
         {"checks": {"enabled": False, **{name: {"enabled": True} for name in REQUIRED_CHECKS}}}
     )
-    return schemathesis.openapi.from_url(f"{seeded.url}/openapi.json", config=config)
+    return schemathesis.openapi.from_url(f"{seeded.url}/openapi.json", config=config, verify=str(session_tls().ca_cert))
 
 
 _BIG = "1" * 5000  # int() refuses more than 4300 digits with ValueError
@@ -206,7 +206,8 @@ def test_odd_inputs_answer_a_documented_client_error(
     token = seeded.pact_token if path.startswith("/3/") else TOKEN
 
     # Execute
-    response = case.call_and_validate(base_url=seeded.url, headers={"Authorization": f"Bearer {token}"})
+    response = case.call_and_validate(base_url=seeded.url, headers={"Authorization": f"Bearer {token}"},
+                                      verify=str(session_tls().ca_cert))
 
     # Assert
     assert response.status_code == status, response.text[:500]

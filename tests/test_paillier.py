@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paillier_log import paillier_spec, round_log
 
 from custodian.ceremony import custodian_init
 from custodian.decrypt import custodian_decrypt
@@ -39,6 +40,7 @@ from protocols.paillier import (
     make_layout,
     pack,
     sign_contribution,
+    spec_layout,
     unpack,
 )
 
@@ -400,8 +402,9 @@ def test_aggregator_rejects_a_copied_ciphertext(
     firms: list[Ed25519PrivateKey],
     contributions: list[SignedContribution],
 ) -> None:
-    copy = sign_contribution(public_key, ROUND, contributions[0].ciphertexts, firms[1])
-    with pytest.raises(ContributionRejected, match="copies"):
+    # the victim's ciphertexts and proofs under another member's signature: the proofs name the victim
+    copy = sign_contribution(public_key, ROUND, contributions[0].ciphertexts, firms[1], contributions[0].proofs)
+    with pytest.raises(ContributionRejected, match="proof that the sender knows its plaintext"):
         aggregate([contributions[0], copy], public_key=public_key, layout=layout, roster=roster, round_id=ROUND)
 
 
@@ -469,9 +472,9 @@ def test_custodian_refuses_a_second_set_for_the_same_round(
     ledger: dict[str, str] = {}
     first = custodian_partial_decrypt(shares[0], public_key, contributions, roster, 3, ROUND, ledger=ledger)
 
-    # Execute / Assert: the same set again is answered identically, a subset is refused
-    again = custodian_partial_decrypt(shares[0], public_key, contributions[::-1], roster, 3, ROUND, ledger=ledger)
-    assert again.partials == first.partials
+    # Execute / Assert: a custodian answers once per round: the same set again and a subset are refused
+    with pytest.raises(CustodianRefused, match="already decrypted"):
+        custodian_partial_decrypt(shares[0], public_key, contributions[::-1], roster, 3, ROUND, ledger=ledger)
     with pytest.raises(CustodianRefused, match="already decrypted"):
         custodian_partial_decrypt(shares[0], public_key, contributions[:4], roster, 3, ROUND, ledger=ledger)
     assert ledger == {ROUND: first.set_digest}
@@ -526,31 +529,35 @@ def test_share_readable_by_others_is_refused(
 def test_ceremony_and_custodian_decrypt_end_to_end(
     tmp_path: Path, firms: list[Ed25519PrivateKey], roster: frozenset[str]
 ) -> None:
-    # Prepare: a real 2048-bit ceremony with two custodians
+    # Prepare: a real 2048-bit ceremony with two custodians, a round logged as the aggregator logs it
     out = custodian_init(tmp_path / "ceremony", 2, 2048, passwords=PASSWORDS)
     public_key = load_public_key(out.public_key_path)
-    layout = make_layout([10**6, 10**3], max_participants=5, key_bits=public_key.bits)
-    vectors = [[10**6, -1], [-5, 1000], [77, 0], [0, -1000]]
+    spec = paillier_spec(ROUND, public_key.key_id)
+    layout = spec_layout(spec)
+    aggregator = generate_identity()
+    vectors = [[min(bound, x) for bound in layout.bounds] for x in (7, 5, 1, 0)]
     cs = [encrypt_contribution(public_key, layout, v, ROUND, f) for v, f in zip(vectors, firms, strict=False)]
-    request = json.dumps({"round_id": ROUND, "contributions": [c.to_dict() for c in cs]})
+    log = round_log(aggregator, spec, firms, list(zip(firms, cs, strict=False))).entries
+    bodies = [c.to_dict() for c in cs]
+    key = public_key_b64(aggregator)
 
     # Execute
     answers = [
-        custodian_decrypt(path, pw, request, roster=roster, min_participants=3)
+        custodian_decrypt(path, pw, ROUND, log=log, aggregator_key=key, bodies=bodies)
         for path, pw in zip(out.share_paths, PASSWORDS, strict=True)
     ]
     partials = [PartialDecryption.from_dict(json.loads(a)) for a in answers]
 
     # Assert
-    assert combine(partials, public_key, layout, len(cs)) == [10**6 + 72, -1]
+    assert combine(partials, public_key, layout, len(cs)) == [sum(column) for column in zip(*vectors, strict=True)]
     assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in out.share_paths)
     assert json.loads(ledger_path(out.share_paths[0]).read_text()) == {ROUND: partials[0].set_digest}
-    subset = json.dumps({"round_id": ROUND, "contributions": [c.to_dict() for c in cs[:3]]})
     with pytest.raises(CustodianRefused, match="already decrypted"):
-        custodian_decrypt(out.share_paths[0], PASSWORDS[0], subset, roster=roster, min_participants=3)
-    raised = json.dumps({"round_id": "other", "contributions": [c.to_dict() for c in cs], "min_participants": 5})
-    with pytest.raises(CustodianRefused, match="at least 5"):
-        custodian_decrypt(out.share_paths[1], PASSWORDS[1], raised, roster=roster, min_participants=3)
+        custodian_decrypt(out.share_paths[0], PASSWORDS[0], ROUND, log=log, aggregator_key=key, bodies=bodies)
+    strict = paillier_spec("other", public_key.key_id, min_participants=5)
+    log5 = round_log(aggregator, strict, firms, list(zip(firms, cs, strict=False))).entries
+    with pytest.raises(CustodianRefused, match="at least 5"):  # the signed spec's minimum applies
+        custodian_decrypt(out.share_paths[1], PASSWORDS[1], "other", log=log5, aggregator_key=key, bodies=bodies)
 
 
 def test_ceremony_refuses_weak_keys_and_short_passwords(tmp_path: Path) -> None:

@@ -112,8 +112,8 @@ def test_round_completes_when_survivors_reach_threshold(stage: Stage) -> None:
     dropped = params.participants[:4]
     server = SecAggServer(params, roster)
     result = run_in_process(server, clients_for(params, keys, roster), vectors, {stage: dropped})
-    # A node dropped at the unmask stage already contributed its masked input.
-    expected = params.participants if stage == Stage.UNMASK else params.participants[4:]
+    # A node dropped at the consistency or unmask stage already contributed its masked input.
+    expected = params.participants if stage in (Stage.CONSISTENCY, Stage.UNMASK) else params.participants[4:]
     assert result.contributors == expected
     assert np.array_equal(to_signed(result.total), plain_sum(vectors, expected))
     assert all(result.dropped[node] == stage for node in dropped)
@@ -190,7 +190,8 @@ def test_client_state_survives_serialisation_between_stages() -> None:
     r1 = server.collect_advertisements(answer(server.start()))
     r2 = server.collect_shares(answer(r1))
     r3 = server.collect_masked_inputs(answer(r2))
-    result = server.collect_unmask(answer(r3))
+    r4 = server.collect_consistency(answer(r3))
+    result = server.collect_unmask(answer(r4))
     assert np.array_equal(to_signed(result.total), plain_sum(vectors, params.participants))
     assert b'"mask_sk": ""' in states[params.participants[0]]  # secrets forgotten after the round
 
@@ -269,7 +270,7 @@ def test_message_replayed_at_a_later_stage_is_rejected() -> None:
     clients[node].share_keys(requests[node])
     with pytest.raises(ProtocolViolation, match="replayed or out of order"):
         clients[node].share_keys(requests[node])
-    wrong_stage = UnmaskRequest(params.round_id, node, (node,), ())
+    wrong_stage = UnmaskRequest(params.round_id, node, {})
     with pytest.raises(ProtocolViolation, match="out of order"):
         clients[node].unmask(wrong_stage)
 
@@ -297,26 +298,33 @@ def test_server_rejects_a_reply_replayed_from_another_round() -> None:
     old = replies[stale]
     assert isinstance(old, MaskedInputReply)
     replies[stale] = dataclasses.replace(old, round_id="round-0")
-    unmask_requests = server.collect_masked_inputs(replies)
+    check_requests = server.collect_masked_inputs(replies)
     assert "replayed" in server.state.rejected[stale]
     assert server.state.dropped[stale] == Stage.MASKED_INPUT
+    unmask_requests = server.collect_consistency(
+        {node: clients[node].consistency(req) for node, req in check_requests.items()}
+    )
     result = server.collect_unmask({node: clients[node].unmask(req) for node, req in unmask_requests.items()})
     assert stale not in result.contributors
     assert np.array_equal(to_signed(result.total), plain_sum(vectors, result.contributors))
 
 
-def test_client_refuses_to_reveal_both_shares_of_one_node() -> None:
+def test_client_reveals_one_share_per_peer_and_derives_which_from_the_set_it_signed() -> None:
     params, keys, roster, vectors = make_round(d=8)
     server, clients, requests = _run_to_share_keys(params, keys, roster)
     forwarded = server.collect_shares({node: clients[node].share_keys(req) for node, req in requests.items()})
-    unmask = server.collect_masked_inputs(
-        {node: clients[node].mask_input(req, vectors[node]) for node, req in forwarded.items()}
+    late = params.participants[9]
+    check = server.collect_masked_inputs(
+        {node: clients[node].mask_input(req, vectors[node]) for node, req in forwarded.items() if node != late}
     )
-    node, other = params.participants[:2]
-    assert all(not set(req.survivors) & set(req.dropped) for req in unmask.values())
-    greedy = dataclasses.replace(unmask[node], dropped=(other,))
-    with pytest.raises(ProtocolViolation, match="both survived and dropped"):
-        clients[node].unmask(greedy)
+    unmask = server.collect_consistency({node: clients[node].consistency(req) for node, req in check.items()})
+    node = params.participants[0]
+    reply = clients[node].unmask(unmask[node])
+    assert late in reply.key_shares and late not in reply.seed_shares
+    assert not set(reply.seed_shares) & set(reply.key_shares)
+    assert clients[node].state.revealed[late] == "key" and clients[node].state.revealed[node] == "seed"
+    with pytest.raises(ProtocolViolation, match="out of order"):
+        clients[node].unmask(unmask[node])
 
 
 def test_client_rejects_share_keys_request_without_its_own_advertisement() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from round_harness import Firm, admin, enrol_and_start, open_round, run_round
+from round_harness import Firm, admin, enrol_and_start, open_round, public, run_round
 
 from pcf.deploy import Deployment
 from pcf.samples import firm_files, sample_spec
@@ -30,7 +29,7 @@ def test_secagg_round_publishes_the_weighted_mean_of_the_approving_firms_footpri
         opened = open_round(d, spec)
         roster = opened["roster"]
         assert roster is not None and set(roster["roster"]) == {f.node_id for f in [*firms, abstainer]}
-        log = httpx.get(f"{d.aggregator_url}/api/v1/log").json()["entries"]
+        log = public(d, "/api/v1/log").json()["entries"]
         assert [e["type"] for e in log] == ["spec_published", "roster"]
         assert log[1]["payload"]["roster"] == roster["roster"]
         previews = [f.accept_invitation(spec.round_id, consent=True) for f in firms]
@@ -43,8 +42,8 @@ def test_secagg_round_publishes_the_weighted_mean_of_the_approving_firms_footpri
 
         # Assert: published with the three consenting firms; the abstainer's error made it a dropout
         assert result["state"] == "published", f"{result['decision']}\n{d.log('aggregator')[-3000:]}"
-        (listed,) = httpx.get(f"{d.aggregator_url}/api/v1/factors").json()
-        factor = httpx.get(f"{d.aggregator_url}/api/v1/factors/{listed['factor_id']}").json()
+        (listed,) = public(d, "/api/v1/factors").json()
+        factor = public(d, f"/api/v1/factors/{listed['factor_id']}").json()
         assert factor["n_participants"] == 3
         weights = [p.mapping.weight for p in previews if p is not None]
         footprints = [p.mapping.footprint_total for p in previews if p is not None]

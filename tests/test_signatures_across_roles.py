@@ -28,7 +28,7 @@ from aggregator import translog
 from aggregator.app import create_app
 from aggregator.settings import AggregatorSettings
 from aggregator.store import open_store
-from keys.identity import Ed25519PrivateKey, generate_identity, public_key_b64, sign
+from keys.identity import Ed25519PrivateKey, generate_identity, load_private_key, public_key_b64, sign
 from node import client as node_client
 from node import rounds as node_rounds
 from node.client import AggregatorClient
@@ -50,7 +50,7 @@ from protocols.translog import (
     verify_chain,
 )
 
-BASE = "http://testserver"
+BASE = "https://testserver"  # the in-process tier stands for a TLS connection (scope scheme https)
 ADMIN = "admin-token-0123456789abcdef"
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -104,7 +104,9 @@ def enrolled_members(http: InProcessClient, tmp_path: Path, count: int) -> list[
         store = NodeStore(f"sqlite:///{tmp_path / f'node{i}.db'}")
         key = generate_identity()
         client = AggregatorClient(store, tmp_path / f"node{i}", BASE, http=cast(httpx.Client, http), key=key)
-        me = client.enroll(f"冶炼厂{i}", f"Smelter {i}", f"supernode-key-{i}")  # the node signs its enrolment
+        # the aggregator key as the association publishes it (out of band: its key file), pinned at enrolment
+        published = public_key_b64(load_private_key(tmp_path / "aggregator" / "identity.key"))
+        me = client.enroll(f"冶炼厂{i}", f"Smelter {i}", f"supernode-key-{i}", published)  # the node signs it
         assert admin(http, "POST", f"/api/v1/members/{me['id']}/approve").status_code == 200
         members.append(Member(client, store, key))
     return members

@@ -20,11 +20,13 @@ How a round runs
 4. The aggregator (:class:`RoundAccumulator` / :func:`aggregate`) checks each contribution
    against the roster, the round and earlier senders, and multiplies the ciphertexts as they
    arrive; it cannot decrypt anything.
-5. When the window closes, each custodian receives the logged contributions and runs
-   :func:`custodian_partial_decrypt`: it re-verifies every signature, requires distinct roster
-   members and at least ``min_participants`` of them, recomputes the product itself, refuses to
-   decrypt a second, different set for the same round (ledger), and only then returns
-   ``c^{d_i} mod n²`` for each product ciphertext, signed.
+5. When the window closes, each custodian reads the transparency log itself and runs
+   :func:`decrypt_logged_round`: the round's signed spec must name its key, the contributions are
+   exactly those the log's receipts record (each signed by a member of the round's signed
+   roster, one per member, ``round_log``); it re-verifies every signature and plaintext proof
+   (``proof``: no ciphertext copied, re-randomised or derived from another's), requires at least
+   ``min_participants`` of them, recomputes the product itself, answers once per round (ledger),
+   and only then returns ``c^{d_i} mod n²`` for each product ciphertext, signed.
 6. Anyone holding all partials runs :func:`combine`: ``Π c^{d_i} = c^d = 1 + m·n mod n²``, so
    ``m = (x − 1)/n``; the slot sums are unpacked and the offsets removed.
 
@@ -34,12 +36,15 @@ Decryption is n-of-n: all custodians together can decrypt any ciphertext, includ
 firm's contribution, so the custodians (e.g. the association and the national database) must be
 independent organisations, and none of them should be the aggregator's operator. The aggregator
 together with any strict subset of custodians learns nothing beyond the public key. A custodian
-refuses to decrypt fewer than ``min_participants`` distinct roster members (floor
-:data:`MIN_PARTICIPANTS_FLOOR`) and more than one set per round, which blocks the
-"decrypt one firm" and "difference of two subsets" attacks by a dishonest aggregator. What the
+decrypts only every contribution the log records for a round (never a subset the aggregator
+picks), refuses fewer than ``min_participants`` distinct roster members (floor
+:data:`MIN_PARTICIPANTS_FLOOR`) and answers once per round, which blocks the "decrypt one firm"
+and "difference of two subsets" attacks by a dishonest aggregator; the proofs of plaintext
+knowledge stop a roster member from posting a ciphertext derived from others' (``c·rⁿ``,
+``(c₁c₂)⁻¹·Enc(k)``), which would make a sum of ``min_participants`` reveal one firm. What the
 protocol cannot stop: the aggregator colluding with ``min_participants − 1`` roster members (or
-admitting sybils to the roster) learns the remaining firm's value from the sum; the roster is
-the defence there. There are no range proofs: a malicious member can spoil the aggregate with
+admitting sybils to the roster it signs) learns the remaining firm's value from the sum; the
+roster (and the membership authority's certificates) is the defence there. There are no range proofs: a malicious member can spoil the aggregate with
 out-of-range values (detected by :func:`unpack` when the sum leaves its slot range, not
 attributed), though it learns nothing from doing so. Partial decryptions carry no
 zero-knowledge proof of correctness; a wrong partial is detected at :func:`combine` (the result
@@ -50,7 +55,9 @@ Modules
 ``keys``         the split public key, key shares and the ceremony that deals them
 ``packing``      fixed-point slots packed into plaintexts (the layout the round spec fixes)
 ``messages``     wire models (contribution, decryption request, partial decryption) and their digests
-``contribute``   a member encrypts and signs; every receiver verifies
+``contribute``   a member encrypts, proves and signs; every receiver verifies
+``proof``        the proof of plaintext knowledge each ciphertext carries
+``round_log``    the contributions a custodian decrypts, taken from the verified transparency log
 ``accumulator``  the aggregator multiplies accepted contributions as they arrive
 ``custodian``    a custodian's partial decryption, and :func:`combine`
 ``shares``       a key share sealed under its custodian's password (the share-file format)
@@ -69,7 +76,12 @@ from protocols.paillier.contribute import (
     sign_contribution,
     verify_contribution,
 )
-from protocols.paillier.custodian import MIN_PARTICIPANTS_FLOOR, combine, custodian_partial_decrypt
+from protocols.paillier.custodian import (
+    MIN_PARTICIPANTS_FLOOR,
+    combine,
+    custodian_partial_decrypt,
+    decrypt_logged_round,
+)
 from protocols.paillier.errors import (
     CombineFailed,
     ContributionRejected,
@@ -95,6 +107,8 @@ from protocols.paillier.messages import (
     SignedContribution,
 )
 from protocols.paillier.packing import SAFETY_MARGIN_BITS, PackingLayout, make_layout, pack, spec_layout, unpack
+from protocols.paillier.proof import PlaintextProof, prove_plaintext, verify_plaintext_proof
+from protocols.paillier.round_log import LoggedRound, contribution_path, logged_round, parse_log, roster_member_keys
 from protocols.paillier.shares import MIN_PASSWORD_LENGTH, SHARE_FORMAT, open_share, seal_share, share_header
 
 __all__ = [
@@ -112,29 +126,38 @@ __all__ = [
     "KeyShare",
     "KeyShareError",
     "LayoutError",
+    "LoggedRound",
     "MalformedMessage",
     "PackingLayout",
     "PaillierError",
     "PartialDecryption",
+    "PlaintextProof",
     "RoundAccumulator",
     "ShareUnlockFailed",
     "SignedContribution",
     "SplitPublicKey",
     "aggregate",
     "combine",
+    "contribution_path",
     "custodian_partial_decrypt",
     "deal_exponent_shares",
+    "decrypt_logged_round",
     "encrypt_contribution",
     "encrypt_vector",
     "generate_split_key",
     "gmpy2_active",
+    "logged_round",
     "make_layout",
     "open_share",
     "pack",
+    "parse_log",
+    "prove_plaintext",
+    "roster_member_keys",
     "seal_share",
     "share_header",
     "sign_contribution",
     "spec_layout",
     "unpack",
     "verify_contribution",
+    "verify_plaintext_proof",
 ]

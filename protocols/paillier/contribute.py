@@ -12,6 +12,7 @@ from protocols.paillier.errors import ContributionRejected, LayoutError
 from protocols.paillier.keys import SplitPublicKey
 from protocols.paillier.messages import SignedContribution, contribution_digest, contribution_signed_bytes
 from protocols.paillier.packing import PackingLayout, pack
+from protocols.paillier.proof import PlaintextProof, encrypt_with_randomness, prove_plaintext, verify_plaintext_proof
 
 __all__ = ["encrypt_contribution", "encrypt_vector", "sign_contribution", "verify_contribution"]
 
@@ -38,8 +39,12 @@ def sign_contribution(
     round_id: str,
     ciphertexts: Sequence[int],
     identity_key: Ed25519PrivateKey,
+    proofs: Sequence[PlaintextProof] = (),
 ) -> SignedContribution:
-    """Wrap already-encrypted ciphertexts into a signed contribution.
+    """Wrap already-encrypted ciphertexts (and their plaintext proofs) into a signed contribution.
+
+    Without ``proofs`` every receiver refuses the contribution (see :func:`verify_contribution`);
+    :func:`encrypt_contribution` makes both.
 
     Returns
     -------
@@ -50,7 +55,7 @@ def sign_contribution(
     cts = tuple(int(c) for c in ciphertexts)
     digest = contribution_digest(public_key, round_id, sender, cts)
     signature = sign(identity_key, contribution_signed_bytes(round_id, digest))
-    return SignedContribution(round_id, public_key.key_id, sender, cts, digest, signature)
+    return SignedContribution(round_id, public_key.key_id, sender, cts, digest, signature, tuple(proofs))
 
 
 
@@ -81,7 +86,18 @@ def encrypt_contribution(
     -------
     SignedContribution
     """
-    return sign_contribution(public_key, round_id, encrypt_vector(public_key, layout, ints), identity_key)
+    if public_key.bits < layout.key_bits:
+        raise LayoutError(
+            f"layout was built for a {layout.key_bits}-bit key, the public key has {public_key.bits} bits"
+        )
+    sender = public_key_b64(identity_key)
+    plaintexts = pack(ints, layout)
+    encrypted = [encrypt_with_randomness(public_key, m) for m in plaintexts]
+    proofs = [
+        prove_plaintext(public_key, round_id, sender, k, c, m, r)
+        for k, ((c, r), m) in enumerate(zip(encrypted, plaintexts, strict=True))
+    ]
+    return sign_contribution(public_key, round_id, [c for c, _ in encrypted], identity_key, proofs)
 
 
 
@@ -92,7 +108,7 @@ def verify_contribution(
     round_id: str,
     n_ciphertexts: int | None = None,
 ) -> None:
-    """Check one contribution in isolation: round, key, roster, digest, signature, ciphertext range.
+    """Check one contribution in isolation: round, key, roster, digest, signature, ciphertext range, plaintext proofs.
 
     Parameters
     ----------
@@ -131,3 +147,14 @@ def verify_contribution(
         raise ContributionRejected(f"{who}: digest does not match the ciphertexts")
     if not verifies(c.sender, contribution_signed_bytes(c.round_id, c.digest), c.signature):
         raise ContributionRejected(f"{who}: bad signature")
+    if len(c.proofs) != len(c.ciphertexts):
+        raise ContributionRejected(
+            f"{who}: {len(c.proofs)} plaintext proof(s) for {len(c.ciphertexts)} ciphertexts; accepted: one per "
+            "ciphertext, so that no member posts a ciphertext derived from another's"
+        )
+    for k, (ct, proof) in enumerate(zip(c.ciphertexts, c.proofs, strict=True)):
+        if not verify_plaintext_proof(public_key, c.round_id, c.sender, k, ct, proof):
+            raise ContributionRejected(
+                f"{who}: ciphertexts[{k}] has no valid proof that the sender knows its plaintext "
+                "(a copied, re-randomised or derived ciphertext)"
+            )

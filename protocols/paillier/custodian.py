@@ -1,17 +1,22 @@
 """What a custodian runs: re-verify a round's contributions, recompute their product, partially decrypt; and combine.
 
-The custodian never decrypts a ciphertext it is handed. It checks every signed contribution,
+The custodian never decrypts a ciphertext it is handed. :func:`decrypt_logged_round` takes the
+round's contributions from the verified transparency log (``protocols.paillier.round_log``);
+:func:`custodian_partial_decrypt` checks every signed contribution and its plaintext proofs,
 requires distinct roster members and at least ``min_participants`` of them, recomputes the
-product itself, and refuses a second, different set for the same round (its ledger). Anyone
-holding every custodian's partial then runs :func:`combine`.
+product itself, and answers once per round (its ledger). Anyone holding every custodian's
+partial then runs :func:`combine`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, MutableMapping, Sequence
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 from keys.identity import sign
+from protocols.certificates import RevocationList
 from protocols.paillier._wire import mulmod, powmod, verifies
 from protocols.paillier.contribute import verify_contribution
 from protocols.paillier.errors import CombineFailed, ContributionRejected, CustodianRefused
@@ -23,11 +28,23 @@ from protocols.paillier.messages import (
     product_digest,
 )
 from protocols.paillier.packing import PackingLayout, unpack
+from protocols.paillier.round_log import logged_round
+from protocols.translog import LogEntry
 
-__all__ = ["MIN_PARTICIPANTS_FLOOR", "combine", "custodian_partial_decrypt"]
+__all__ = ["MIN_PARTICIPANTS_FLOOR", "combine", "custodian_partial_decrypt", "decrypt_logged_round"]
 
 MIN_PARTICIPANTS_FLOOR = 3
 """A custodian never decrypts fewer contributions: with two, each firm learns the other's value."""
+
+
+def _refuse_a_second_decryption(ledger: Mapping[str, str], round_id: str) -> None:
+    previous = ledger.get(round_id)
+    if previous is not None:
+        raise CustodianRefused(
+            f"round {round_id!r} was already decrypted by this custodian (contribution set {previous[:16]}); "
+            "a custodian answers once per round, since a second set would reveal their difference; "
+            "resend the partial written the first time"
+        )
 
 
 def custodian_partial_decrypt(
@@ -62,8 +79,8 @@ def custodian_partial_decrypt(
         The round being decrypted.
     ledger
         ``round_id → set digest`` of rounds this custodian already decrypted; MUST be persisted by
-        the caller. A repeat of the same set is answered again, a different set is refused; on
-        success the entry is recorded here before the partial is returned.
+        the caller. A round in it is refused, whatever set is asked for (a custodian answers once
+        per round); on success the entry is recorded here before the partial is returned.
 
     Returns
     -------
@@ -75,12 +92,13 @@ def custodian_partial_decrypt(
     CustodianRefused
         Fewer than ``min_participants`` contributions, a bad signature or digest, a sender not on
         the roster, a duplicated sender or ciphertext, a contribution for another round or key,
-        inconsistent ciphertext counts, or a round already decrypted with another set.
+        inconsistent ciphertext counts, a missing or invalid plaintext proof, or a round already decrypted.
     """
     if share.key_id != public_key.key_id:
         raise CustodianRefused(f"share belongs to key {share.key_id[:16]}, request uses key {public_key.key_id[:16]}")
     if not 0 <= share.index < len(public_key.custodians):
         raise CustodianRefused(f"share index {share.index} is not a custodian of this key")
+    _refuse_a_second_decryption(ledger, round_id)
     if min_participants < MIN_PARTICIPANTS_FLOOR:
         raise CustodianRefused(f"min_participants {min_participants} is below the floor of {MIN_PARTICIPANTS_FLOOR}")
     if len(contributions) < min_participants:
@@ -109,12 +127,6 @@ def custodian_partial_decrypt(
         digests.add(c.digest)
         seen_ct.update(c.ciphertexts)
     set_digest = contribution_set_digest(digests)
-    previous = ledger.get(round_id)
-    if previous is not None and previous != set_digest:
-        raise CustodianRefused(
-            f"round {round_id!r} was already decrypted for another set of contributions; "
-            "a second set would reveal their difference"
-        )
     n2 = public_key.nsquare
     product = list(contributions[0].ciphertexts)
     for c in contributions[1:]:
@@ -134,6 +146,40 @@ def custodian_partial_decrypt(
     )
     ledger[round_id] = set_digest
     return replace(unsigned, signature=sign(share.signing_key, unsigned.signed_bytes()))
+
+
+def decrypt_logged_round(
+    share: KeyShare,
+    public_key: SplitPublicKey,
+    round_id: str,
+    *,
+    log: Sequence[LogEntry],
+    aggregator_key: str,
+    bodies: Sequence[Mapping[str, Any]],
+    min_participants: int,
+    ledger: MutableMapping[str, str],
+    authority_key: str | None = None,
+    revocations: RevocationList | None = None,
+    now: datetime | None = None,
+) -> PartialDecryption:
+    """A custodian's partial decryption of the product of every contribution the log records for the round.
+
+    The spec, the roster and the contributions are taken from the verified log
+    (:func:`~protocols.paillier.round_log.logged_round`), never from a list the aggregator hands
+    over; the minimum is the larger of the signed spec's ``min_participants`` and ``min_participants``.
+
+    Raises
+    ------
+    CustodianRefused
+        See :func:`~protocols.paillier.round_log.logged_round` and :func:`custodian_partial_decrypt`.
+    """
+    _refuse_a_second_decryption(ledger, round_id)  # before any work: whatever the log now says
+    record = logged_round(log, aggregator_key, round_id, bodies, public_key, authority_key=authority_key,
+                          revocations=revocations, now=now)
+    floor = max(min_participants, record.spec.min_participants)
+    return custodian_partial_decrypt(
+        share, public_key, record.contributions, frozenset(record.members.values()), floor, round_id, ledger=ledger
+    )
 
 
 

@@ -15,6 +15,7 @@ from protocols.canonical import Kind, digest, encode
 from protocols.paillier._wire import field, hex_int, unhex
 from protocols.paillier.errors import MalformedMessage
 from protocols.paillier.keys import PROTOCOL, SplitPublicKey
+from protocols.paillier.proof import PlaintextProof
 
 __all__ = [
     "AggregateCiphertext",
@@ -69,6 +70,8 @@ class SignedContribution:
 
     ``digest`` is :func:`contribution_digest` (round, key id, sender, ciphertexts); ``signature``
     is the sender's Ed25519 signature over :func:`contribution_signed_bytes` ``(round_id, digest)``.
+    ``proofs[k]`` proves the sender knows the plaintext of ``ciphertexts[k]`` (``protocols.paillier.proof``);
+    a contribution without them is refused, so no member can post a function of another's ciphertexts.
     """
 
     round_id: str
@@ -77,6 +80,7 @@ class SignedContribution:
     ciphertexts: tuple[int, ...]
     digest: str
     signature: str
+    proofs: tuple[PlaintextProof, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, ciphertexts in hex."""
@@ -88,6 +92,7 @@ class SignedContribution:
             "ciphertexts": [hex_int(c) for c in self.ciphertexts],
             "digest": self.digest,
             "signature": self.signature,
+            "proofs": [p.to_dict() for p in self.proofs],
         }
 
     @classmethod
@@ -95,6 +100,9 @@ class SignedContribution:
         """Parse :meth:`to_dict` output (no verification; see :func:`verify_contribution`)."""
         where = "contribution"
         cts = field(data, "ciphertexts", list, where)
+        proofs = data.get("proofs", []) if isinstance(data, Mapping) else []
+        if not isinstance(proofs, list):
+            raise MalformedMessage(f"{where}.proofs: expected a list of plaintext proofs")
         return cls(
             round_id=field(data, "round_id", str, where),
             key_id=field(data, "key_id", str, where),
@@ -102,6 +110,7 @@ class SignedContribution:
             ciphertexts=tuple(unhex(c, f"{where}.ciphertexts[{k}]") for k, c in enumerate(cts)),
             digest=field(data, "digest", str, where),
             signature=field(data, "signature", str, where),
+            proofs=tuple(PlaintextProof.from_dict(p, f"{where}.proofs[{k}]") for k, p in enumerate(proofs)),
         )
 
 

@@ -237,8 +237,13 @@ class Footprint(_Model):
 class SecAggParams(_Model):
     """Parameters of masked secure aggregation (SecAgg / SecAgg+)."""
 
-    threshold_fraction: float = Field(default=2 / 3, gt=0.5, le=1.0)
-    """Fraction of a firm's share holders needed to reconstruct its secrets after a dropout."""
+    threshold_fraction: float = Field(default=2 / 3, ge=2 / 3, le=1.0)
+    """Fraction of a firm's share holders needed to reconstruct its secrets after a dropout.
+
+    At least 2/3: with the consistency round, a server that tells share holders different survivor
+    sets then needs more than ``(holders + colluders) / 2`` signatures for each story, which fewer
+    than a third of colluding firms cannot give it. Nodes refuse a threshold below
+    ``max(min_participants, ceil(threshold_fraction * holders))`` (:mod:`protocols.secagg_policy`)."""
     neighbourhood_size: int | None = Field(default=None, ge=2)
     """Number of neighbours each firm masks with (SecAgg+); ``None``: every other firm (SecAgg)."""
 
@@ -247,6 +252,17 @@ class PaillierParams(_Model):
     """Parameters of packed Paillier aggregation."""
 
     key_bits: int = Field(default=3072, ge=2048, le=8192)
+    key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The custodians' joint key fingerprint (``SplitPublicKey.key_id``, printed by ``pcf custodian init``);
+    required for a ``paillier`` round. Members encrypt only to the key they pinned, and only if it is this one."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_key_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # secagg rounds carry no key id: their canonical bytes (and spec hashes) stay as they were
+        data: dict[str, Any] = handler(self)
+        if self.key_id is None:
+            data.pop("key_id", None)
+        return data
 
 
 class RoundSpec(_Model):
@@ -372,6 +388,11 @@ def structural_problems(spec: RoundSpec) -> list[str]:
                 problems.append(
                     f"background_factors[{flow}]: gas {gas!r} is not one of footprint.gases {gases}"
                 )
+    if spec.protocol == "paillier" and spec.paillier.key_id is None:
+        problems.append(
+            "paillier.key_id: missing; a paillier round names the custodians' joint key fingerprint "
+            "(64 hex digits, printed by `pcf custodian init`), so members encrypt to no other key"
+        )
     if spec.min_participants > spec.max_participants:
         problems.append(
             f"min_participants {spec.min_participants} exceeds max_participants {spec.max_participants}"
