@@ -522,6 +522,9 @@ def enroll_cmd(
     authority_key: Annotated[str | None, typer.Option("--authority-key", help="The membership authority's public "
                                                       "key as it published it (pinned: every member of a round must "
                                                       "hold its certificate).", show_default=False)] = None,
+    no_authority: Annotated[bool, typer.Option("--no-authority", help="Development only: enrol without a "
+                                               "membership authority (this node then has only the aggregator's "
+                                               "word for who else is in a round).")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -538,6 +541,12 @@ def enroll_cmd(
     if aggregator_key is None:
         raise fail("--aggregator-key KEY is required: the aggregator's identity key as the association published "
                    "it (this node trusts no key on first use)", EXIT_ROUND, as_json)
+    if not no_authority and (authority_key is None or certificate is None):
+        missing = " and ".join(name for name, value in (("--authority-key KEY", authority_key),
+                                                       ("--certificate FILE", certificate)) if value is None)
+        raise fail(f"{missing} required: the membership authority's key as it published it and this firm's "
+                   "certificate from it; without them a round's other members are only what the aggregator says "
+                   "(--no-authority: development only)", EXIT_ROUND, as_json)
     if target.lower().startswith("https://") and ca is None:
         raise fail("--ca CA.crt is required for an https:// aggregator: the association's CA certificate as it "
                    "published it (this node trusts no certificate on first use)", EXIT_ROUND, as_json)

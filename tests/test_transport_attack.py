@@ -124,7 +124,7 @@ def pcf_node(home: Path, *args: str) -> Any:
 
 
 def enroll_args(url: str, ca: Path, key: str) -> list[str]:
-    return ["enroll", "--aggregator", url, "--ca", str(ca), "--aggregator-key", key,
+    return ["enroll", "--aggregator", url, "--ca", str(ca), "--aggregator-key", key, "--no-authority",
             "--org-zh", "冶炼厂", "--org-en", "Smelter", "--json"]
 
 
@@ -207,14 +207,16 @@ def test_enrolment_needs_the_ca_and_the_key_and_refuses_plain_http(tmp_path: Pat
     key = identity.public_key_b64(identity.generate_identity())
     url = f"https://127.0.0.1:{free_port()}"
     ca = write_tls_files(tmp_path / "tls").ca_cert
-    base = ["enroll", "--org-zh", "冶炼厂", "--org-en", "Smelter"]
+    base = ["enroll", "--org-zh", "冶炼厂", "--org-en", "Smelter", "--no-authority"]
 
     # Execute
+    no_authority = pcf_node(tmp_path / "n0", *base[:-1], "--aggregator", url, "--ca", str(ca), "--aggregator-key", key)
     no_ca = pcf_node(tmp_path / "n1", *base, "--aggregator", url, "--aggregator-key", key)
     no_key = pcf_node(tmp_path / "n2", *base, "--aggregator", url, "--ca", str(ca))
     plain = pcf_node(tmp_path / "n3", *base, "--aggregator", url.replace("https", "http"), "--aggregator-key", key)
 
     # Assert
+    assert no_authority.exit_code == 13 and "--authority-key KEY and --certificate FILE required" in no_authority.output
     assert no_ca.exit_code == 13 and "--ca" in no_ca.output
     assert no_key.exit_code == 13 and "--aggregator-key" in no_key.output
     assert plain.exit_code == 13 and "plain HTTP" in plain.output and "--insecure-http" in plain.output
