@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
-    DateTime,
     MetaData,
     Text,
     UniqueConstraint,
@@ -27,11 +26,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import registry
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from aggregator.errors import (
@@ -40,6 +38,7 @@ from aggregator.errors import (
     InvalidTransition,
     NotFound,
 )
+from common.db import UTCDateTime, utc_timestamp
 
 __all__ = [
     "MEMBER_STATUSES",
@@ -70,27 +69,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware times")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _ts(nullable: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+_ts = utc_timestamp
 
 
 def _text() -> Any:

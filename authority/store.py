@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, MetaData, Text, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Column, Engine, MetaData, Text, event
 from sqlalchemy.orm import registry
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, func, select
+
+from common.db import utc_timestamp
 
 __all__ = [
     "AuthorityStore",
@@ -29,27 +29,7 @@ __all__ = [
 ]
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and read back timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware times")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _ts(nullable: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(_UTCDateTime(), nullable=nullable))
+_ts = utc_timestamp
 
 
 class AuthorityTable(SQLModel, registry=registry()):

@@ -35,9 +35,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
-__all__ = ["ROLE_VERSION_TABLES", "RoleSchema", "SchemaError", "describe"]
+__all__ = ["ROLE_VERSION_TABLES", "RoleSchema", "SchemaError", "describe", "run_env"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,24 @@ class RoleSchema:
             for note in notes:
                 log.info("%s: %s", describe(engine), note)
             return notes
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The body of every role's ``migrations/env.py``: run on the connection :meth:`RoleSchema.upgrade` hands over."""
+    from alembic import context
+
+    config = context.config
+    connection = config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=config.attributes["version_table"],
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
+        transactional_ddl=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def _a(word: str) -> str:
