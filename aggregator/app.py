@@ -64,6 +64,7 @@ from aggregator.store import MemberRow, Store, open_store, utcnow
 from keys import identity
 from keys.identity import Ed25519PrivateKey
 from protocols import paillier
+from protocols.canonical import Kind, encode
 from protocols.spec import RoundSpec
 
 __all__ = [
@@ -95,6 +96,9 @@ class AggregatorInfo(BaseModel):
     public_key: str
     fingerprint: str
     public_base_url: str
+    challenge_signature: str | None = None
+    """With ``?challenge=``: the identity key's signature over it (``Kind.AGGREGATOR_CHALLENGE``), so a
+    node knows the server holds the key it pinned, not only a copy of the public half."""
 
 
 _HEX = r"^[0-9a-f]+$"
@@ -265,13 +269,19 @@ def _routes() -> APIRouter:
     r = APIRouter(prefix=API_PREFIX)
 
     @r.get("/aggregator", response_model=AggregatorInfo, tags=["public"])
-    def aggregator_info(request: Request) -> AggregatorInfo:
+    def aggregator_info(
+        request: Request,
+        challenge: Annotated[str | None, Query(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$",
+                                               description="32 random bytes, base64url: the answer signs them")] = None,
+    ) -> AggregatorInfo:
         """The aggregator's public key (verify specs, log entries and factor packages with it)."""
         state = _state(request)
         pub = identity.public_key_b64(state.ctx.key)
-        return AggregatorInfo(
-            public_key=pub, fingerprint=identity.fingerprint(pub), public_base_url=state.settings.public_base_url
-        )
+        signed = None
+        if challenge is not None:
+            signed = identity.sign(state.ctx.key, encode(Kind.AGGREGATOR_CHALLENGE, {"challenge": challenge}))
+        return AggregatorInfo(public_key=pub, fingerprint=identity.fingerprint(pub),
+                              public_base_url=state.settings.public_base_url, challenge_signature=signed)
 
     # -- members -----------------------------------------------------------------------------
 

@@ -152,6 +152,10 @@ def custodian_decrypt_cmd(
     crl: Annotated[
         Path | None, typer.Option("--crl", help="The authority's signed revocation list (pcf authority crl).")
     ] = None,
+    no_authority: Annotated[
+        bool, typer.Option("--no-authority", help="Development only: decrypt without checking the roster members' "
+                           "certificates (the aggregator could then count members it invented).")
+    ] = False,
     min_participants: Annotated[
         int, typer.Option("--min-participants", help="This custodian's own minimum; the signed spec's applies if larger.")
     ] = MIN_PARTICIPANTS_FLOOR,
@@ -164,6 +168,10 @@ def custodian_decrypt_cmd(
     """Decrypt the product of every contribution the aggregator's log records for a round, or refuse."""
     try:
         refuse_existing([out], force)
+        if authority_key is None and not no_authority:
+            raise Refused("--authority-key KEY is required: the membership authority's key as it published it; "
+                          "without it the aggregator could count members it invented (--no-authority: development "
+                          "only)", EXIT_BAD_INPUT)
         if (aggregator is None) == (log is None and request is None):
             raise Refused("give --aggregator URL, or --log FILE and --request FILE (offline)", EXIT_BAD_INPUT)
         if aggregator is None and (log is None or request is None):

@@ -17,6 +17,7 @@ nothing of the firm; outbox stage :data:`PEER_CHECK_STAGE`) and refuses a server
 from __future__ import annotations
 
 import json
+import secrets
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,8 @@ from typing import Any, Self
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keys.identity import fingerprint, load_private_key, public_key_b64
+from keys.errors import InvalidSignature
+from keys.identity import b64url_encode, fingerprint, load_private_key, public_key_b64, verify
 from keys.tls import ca_fingerprint, client_context
 from node.cohort import OWN_CERTIFICATE_SETTING, pin_authority_key, pinned_authority_key, revocation_list
 from node.contribute import PAILLIER_KEY_SETTING, check_paillier_key
@@ -41,7 +43,7 @@ from node.rounds import (
 from node.store import NodeStore
 from protocols import paillier
 from protocols.auth import sign_enrollment, sign_request
-from protocols.canonical import canonical_json
+from protocols.canonical import Kind, canonical_json, encode
 from protocols.certificates import MemberCertificate, verify_certificate
 from protocols.roster import SignedRoster
 from protocols.spec import SignedSpec
@@ -210,9 +212,10 @@ class AggregatorClient:
             raise NodeClientError("no aggregator key pinned: enrol first with --aggregator-key KEY")
         if self._peer_checked == expected:
             return expected
+        challenge = b64url_encode(secrets.token_bytes(32))
         try:
             # recorded like every request (stage "aggregator key check"); it carries nothing of the firm
-            info = self.http.get(self.base_url + "/api/v1/aggregator",
+            info = self.http.get(self.base_url + "/api/v1/aggregator", params={"challenge": challenge},
                                  extensions={OUTBOX_EXTENSION: (self, "-", PEER_CHECK_STAGE)})
         except httpx.HTTPError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
@@ -229,6 +232,14 @@ class AggregatorClient:
             raise AggregatorMismatch(
                 f"aggregator key mismatch: the server at {self.base_url} presents key {shown}, not the "
                 f"{fingerprint(expected)} this node pinned (--aggregator-key); not sending anything")
+        try:
+            # a copy of the public key is not enough: the server must hold the private half
+            verify(expected, encode(Kind.AGGREGATOR_CHALLENGE, {"challenge": challenge}),
+                   str(info.json().get("challenge_signature") or ""))
+        except InvalidSignature:
+            raise AggregatorMismatch(
+                f"aggregator key mismatch: the server at {self.base_url} shows the key this node pinned "
+                f"({fingerprint(expected)}) but cannot sign with it; not sending anything") from None
         self._peer_checked = expected
         return expected
 
@@ -299,8 +310,8 @@ class AggregatorClient:
         for item in resp.json():
             signed = SignedSpec.model_validate(item["signed_spec"])
             roster = SignedRoster.model_validate(item["roster"]) if item.get("roster") else None
-            if signed.spec.protocol == "secagg" and roster is None:
-                continue  # a secagg round is joinable only once its roster is fixed
+            if roster is None:
+                continue  # a round is joinable only once its signed roster (who else is in it) is fixed
             spec = receive_invitation(self.store, signed, roster)
             if item.get("paillier_public_key"):
                 self.store.set_setting(f"paillier_key:{spec.round_id}", json.dumps(item["paillier_public_key"]))

@@ -321,6 +321,12 @@ def supernode_command(flower_args: Sequence[str], home: Path) -> tuple[list[str]
         ``--isolation`` is given (the gate needs ``process``), or ``--host`` is not a loopback address.
     """
     args = list(flower_args)
+    for arg in args:
+        # flower-supernode's parser takes unique prefixes (--hos 0.0.0.0 would mean --host): refuse them
+        flag = arg.split("=", 1)[0]
+        for name in ("--isolation", "--host"):
+            if flag != name and len(flag) > 2 and name.startswith(flag):
+                raise ValueError(f"{flag}: give {name} in full (an abbreviation would escape this check)")
     if _option(args, "--isolation") is not None:
         raise ValueError("--isolation: not accepted; pcf node supernode always runs --isolation process, so that "
                          "only this node's installed ClientApp runs")

@@ -71,6 +71,10 @@ def receive_invitation(store: NodeStore, signed: SignedSpec, roster: SignedRoste
     if key is None:
         raise InvalidSignature("this node has not enrolled with an aggregator (pcf node enroll URL)")
     spec = verify_spec(signed, key)
+    if roster is None and pinned_authority_key(store) is not None:
+        # a round without a roster is one whose members this node cannot check (Sybils)
+        raise CertificateRejected(MISSING, f"round {signed.spec.round_id}: the aggregator sent no signed roster, "
+                                           "so its members cannot be checked against the membership authority")
     members = verify_roster(roster, key, spec.round_id, spec_hash(spec)) if roster is not None else {}
     doc: dict[str, Any] = {"signed_spec": signed.model_dump(mode="json"), "roster": members}
     if roster is not None:

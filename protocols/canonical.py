@@ -56,6 +56,7 @@ class Kind(StrEnum):
     FACTOR_PACKAGE = "factor-package/v1"
     HISTOGRAM_COMMITMENT = "histogram-commitment/v1"
     MEMBER_CERTIFICATE = "member-certificate/v1"
+    AGGREGATOR_CHALLENGE = "aggregator-challenge/v1"
     REVOCATION_LIST = "revocation-list/v1"
 
 

@@ -102,8 +102,25 @@ def make_app() -> Any:
 
     runner = _fake_runner(os.environ.get("AGG_TEST_INPUTS"), float(os.environ.get("AGG_TEST_RUNNER_DELAY", "0")))
     app = create_app(AggregatorSettings(), runner=runner)  # type: ignore[call-arg]
+    claimed = os.environ.get("AGG_TEST_CLAIM_KEY")
+    if claimed is not None:
+        _claim_key(app, claimed)
     record = os.environ.get("AGG_TEST_REQUEST_LOG")
     return app if record is None else _recording(app, Path(record))
+
+
+def _claim_key(app: Any, claimed: str) -> None:
+    """Make ``app`` show ``claimed`` as its identity key (an impostor copying the real aggregator's public key)."""
+    from fastapi.responses import Response
+
+    @app.middleware("http")
+    async def claim(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if request.url.path != "/api/v1/aggregator" or response.status_code != 200:
+            return response
+        body = json.loads(b"".join([chunk async for chunk in response.body_iterator]))
+        body["public_key"] = claimed  # the challenge signature stays this server's own
+        return Response(json.dumps(body), media_type="application/json")
 
 
 def _recording(app: Any, path: Path) -> Any:

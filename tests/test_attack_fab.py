@@ -144,6 +144,9 @@ def test_the_supernode_always_runs_with_process_isolation_on_loopback(tmp_path: 
         supernode_command(["--isolation", "subprocess"], tmp_path)
     with pytest.raises(ValueError, match="loopback"):
         supernode_command(["--host", "0.0.0.0"], tmp_path)
+    for abbreviated in (["--hos", "0.0.0.0"], ["--ho=0.0.0.0"], ["--iso", "subprocess"]):
+        with pytest.raises(ValueError, match="in full"):
+            supernode_command(abbreviated, tmp_path)
 
 
 # ---------------------------------------------------------------------- the attack, deployed
@@ -281,8 +284,9 @@ def test_the_refusal_names_the_fab_hash_the_firm_can_compare(tmp_path: Path) -> 
 
 def test_every_request_the_nodes_http_client_sends_is_in_its_outbox(tmp_path: Path) -> None:
     # Prepare: a node whose HTTP client talks to a stand-in aggregator that keeps what it received
-    from keys.identity import public_key_b64, save_private_key
+    from keys.identity import public_key_b64, save_private_key, sign
     from node.client import AggregatorClient
+    from protocols.canonical import Kind, encode
 
     aggregator, firm = generate_identity(), generate_identity()
     save_private_key(firm, tmp_path / "identity.pem")
@@ -294,7 +298,9 @@ def test_every_request_the_nodes_http_client_sends_is_in_its_outbox(tmp_path: Pa
         line = f"{request.method} {request.url.raw_path.decode()}\n".encode()
         received.append(line + "".join(f"{k}: {v}\n" for k, v in request.headers.items()).encode() + request.read())
         if request.url.path == "/api/v1/aggregator":
-            return httpx.Response(200, json={"public_key": public_key_b64(aggregator)})
+            challenge = encode(Kind.AGGREGATOR_CHALLENGE, {"challenge": request.url.params["challenge"]})
+            return httpx.Response(200, json={"public_key": public_key_b64(aggregator),
+                                             "challenge_signature": sign(aggregator, challenge)})
         return httpx.Response(200, json=[] if request.url.path == "/api/v1/rounds" else {"id": 1})
 
     client = AggregatorClient(store, tmp_path, "https://aggregator.test",

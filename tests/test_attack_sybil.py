@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from aggregator.app import create_app
 from aggregator.settings import AggregatorSettings
-from keys.identity import Ed25519PrivateKey, fingerprint, generate_identity, public_key_b64
+from keys.identity import Ed25519PrivateKey, fingerprint, generate_identity, public_key_b64, sign
 from node import rounds
 from node.client import AggregatorClient
 from node.cohort import load_revocation_list, pin_authority_key
@@ -32,6 +32,7 @@ from node.store import NodeStore
 from pcf.samples import background_files, firm_files, sample_spec
 from protocols import certificates as c
 from protocols.auth import sign_enrollment
+from protocols.canonical import Kind, encode
 from protocols.paillier import CustodianRefused, roster_member_keys
 from protocols.roster import SignedRoster, sign_roster
 from protocols.spec import sign_spec, spec_hash
@@ -64,8 +65,10 @@ class LyingAggregator:
         self.rounds: list[dict[str, Any]] = []
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/v1/aggregator":
-            return httpx.Response(200, json={"public_key": public_key_b64(AGGREGATOR)})
+        if request.url.path == "/api/v1/aggregator":  # it is the aggregator: it holds the key and signs the challenge
+            challenge = {"challenge": request.url.params["challenge"]}
+            return httpx.Response(200, json={"public_key": public_key_b64(AGGREGATOR), "challenge_signature":
+                                             sign(AGGREGATOR, encode(Kind.AGGREGATOR_CHALLENGE, challenge))})
         if request.url.path == "/api/v1/rounds":
             return httpx.Response(200, json=self.rounds)
         return httpx.Response(404, json={"error": "not-found", "detail": request.url.path})

@@ -71,7 +71,7 @@ def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_decrypti
     partials = []
     for i in range(2):
         code, out = custodian(
-            "decrypt", "--share", str(ceremony / f"custodian-{i}.share"), "--round", "round-1",
+            "decrypt", "--no-authority", "--share", str(ceremony / f"custodian-{i}.share"), "--round", "round-1",
             "--aggregator-key", aggregator_key, "--log", str(log), "--request", str(request),
             "--out", str(tmp_path / f"partial-{i}.json"), "--password-env", f"PW{i}", "--json",
         )
@@ -79,7 +79,7 @@ def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_decrypti
         assert out["contributions"] == 3 and out["custodian_index"] == i
         partials.append(PartialDecryption.from_dict(json.loads((tmp_path / f"partial-{i}.json").read_text())))
     code_again, again = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "round-1",
+        "decrypt", "--no-authority", "--share", str(ceremony / "custodian-0.share"), "--round", "round-1",
         "--aggregator-key", aggregator_key, "--log", str(log), "--request", str(request),
         "--out", str(tmp_path / "partial-again.json"), "--password-env", "PW0", "--json",
     )
@@ -143,7 +143,7 @@ def test_custodian_decrypt_with_a_wrong_password_fails_without_touching_the_ledg
     monkeypatch.setenv("WRONG", "not the right password")
 
     code, out = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "r", "--aggregator-key", aggregator_key,
+        "decrypt", "--no-authority", "--share", str(ceremony / "custodian-0.share"), "--round", "r", "--aggregator-key", aggregator_key,
         "--log", str(log), "--request", str(request), "--out", str(tmp_path / "p.json"), "--password-env", "WRONG",
         "--json",
     )
@@ -161,7 +161,7 @@ def test_custodian_decrypt_refuses_a_request_that_is_not_json(ceremony: Path, tm
     request.write_text("{not json")
 
     code, out = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "r", "--aggregator-key", aggregator_key,
+        "decrypt", "--no-authority", "--share", str(ceremony / "custodian-0.share"), "--round", "r", "--aggregator-key", aggregator_key,
         "--log", str(log), "--request", str(request), "--out", str(tmp_path / "p.json"), "--password-env", "PW0",
         "--json",
     )
@@ -182,7 +182,7 @@ def test_custodian_decrypt_refuses_when_the_log_has_a_contribution_the_request_l
 
     # Execute
     code, out = custodian(
-        "decrypt", "--share", str(ceremony / "custodian-0.share"), "--round", "r4", "--aggregator-key", aggregator_key,
+        "decrypt", "--no-authority", "--share", str(ceremony / "custodian-0.share"), "--round", "r4", "--aggregator-key", aggregator_key,
         "--log", str(log), "--request", str(request), "--out", str(tmp_path / "p.json"), "--password-env", "PW0",
         "--json",
     )

@@ -70,6 +70,8 @@ class Network:
     """Holds a certificate from the pinned CA (a mis-issued or stolen one) but its own identity key."""
     other_ca_impostor: AggServer
     """A TLS-intercepting proxy's view: a certificate from a CA of its own."""
+    copying_impostor: AggServer
+    """A certificate from the pinned CA, showing the real aggregator's public key (it cannot sign with it)."""
     real_key: str
     records: dict[str, Path]
 
@@ -90,13 +92,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     pinned = _tls_from(ca_key, ca_cert, tmp_path / "tls-real")
     stolen = _tls_from(ca_key, ca_cert, tmp_path / "tls-stolen")
     own = write_tls_files(tmp_path / "tls-own", aggregator_hosts=["127.0.0.1"])
+    copied = _tls_from(ca_key, ca_cert, tmp_path / "tls-copied")
     started = [_server(tmp_path, "real", pinned), _server(tmp_path, "same-ca", stolen),
-               _server(tmp_path, "other-ca", own)]
+               _server(tmp_path, "other-ca", own), _server(tmp_path, "copying", copied)]
     try:
-        for s in started:
-            s.start()
+        started[0].start()
         real_key = Https(pinned.ca_cert).get(f"{started[0].url}/api/v1/aggregator").json()["public_key"]
-        yield Network(started[0], started[1], started[2], real_key,
+        started[3].env["AGG_TEST_CLAIM_KEY"] = real_key
+        for s in started[1:]:
+            s.start()
+        yield Network(started[0], started[1], started[2], started[3], real_key,
                       {s.log_path.stem: Path(s.env["AGG_TEST_REQUEST_LOG"]) for s in started})
     finally:
         for s in started:
@@ -170,11 +175,15 @@ def test_node_refuses_a_man_in_the_middle_by_name_and_sends_it_nothing(network: 
     other_ca = pcf_node(home, "rounds", "--json")
     point_node_at(home, network.same_ca_impostor.url)
     same_ca = pcf_node(home, "rounds", "--json")
+    point_node_at(home, network.copying_impostor.url)
+    copying = pcf_node(home, "rounds", "--json")
 
     # Assert: refused by name; the other-CA impostor got nothing at all (the handshake failed), the
     # same-CA one only the public key read; no signed request was recorded, let alone sent
     assert other_ca.exit_code == 13 and "certificate mismatch" in other_ca.output, other_ca.output
     assert same_ca.exit_code == 13 and "aggregator key mismatch" in same_ca.output, same_ca.output
+    assert copying.exit_code == 13 and "cannot sign with it" in copying.output, copying.output
+    assert [r["path"] for r in received(network.records["copying"])] == ["/api/v1/aggregator"]
     assert received(network.records["other-ca"]) == []
     got = received(network.records["same-ca"])
     assert [(r["method"], r["path"]) for r in got] == [("GET", "/api/v1/aggregator")]
@@ -190,10 +199,14 @@ def test_enrolment_with_a_man_in_the_middle_is_refused_and_nothing_is_pinned(net
     # Execute
     other_ca = pcf_node(homes["a"], *enroll_args(network.other_ca_impostor.url, network.real.ca, network.real_key))
     same_ca = pcf_node(homes["b"], *enroll_args(network.same_ca_impostor.url, network.real.ca, network.real_key))
+    homes["c"] = tmp_path / "c"
+    copying = pcf_node(homes["c"], *enroll_args(network.copying_impostor.url, network.real.ca, network.real_key))
 
     # Assert: no enrolment left the node, no pin was stored, the impostors got no enrolment
     assert other_ca.exit_code == 13 and "certificate mismatch" in other_ca.output, other_ca.output
     assert same_ca.exit_code == 13 and "aggregator key mismatch" in same_ca.output, same_ca.output
+    assert copying.exit_code == 13 and "cannot sign with it" in copying.output, copying.output
+    assert [r["path"] for r in received(network.records["copying"])] == ["/api/v1/aggregator"]
     for home in homes.values():
         assert all(stage == PEER_CHECK_STAGE for _round, stage in outbox(home)), outbox(home)
         assert setting(home, node_rounds.AGGREGATOR_KEY_SETTING) is None
