@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +37,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
-__all__ = ["ROLE_VERSION_TABLES", "RoleSchema", "SchemaError", "describe", "run_env"]
+__all__ = ["ROLE_VERSION_TABLES", "RoleSchema", "SchemaError", "describe", "drop_empty_foreign_tables", "run_env"]
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,38 @@ def run_env(target_metadata: MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def drop_empty_foreign_tables(
+    tables: Sequence[tuple[str, Sequence[str]]], *, owner: str, role: str
+) -> None:
+    """Inside a migration: drop another role's tables that release 0.1 left here, where they are empty.
+
+    Release 0.1 declared both roles' tables on one global metadata, so a store could be given the
+    other role's tables. ``tables`` lists them referencing tables first, each with the tables whose
+    foreign keys point at it; one holding rows (or referenced by a kept one) is kept with a warning
+    naming it, since deleting data is not a migration's call.
+    """
+    from alembic import context, op
+
+    conn = op.get_bind()
+    present = set(inspect(conn).get_table_names())
+    notes: list[str] = context.config.attributes.setdefault("notes", [])
+    kept: set[str] = set()
+    for table, referenced_by in tables:
+        if table not in present:
+            continue
+        rows = conn.execute(text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()
+        holders = kept.intersection(referenced_by)
+        if rows == 0 and not holders:
+            op.drop_table(table)
+            continue
+        kept.add(table)
+        why = f"it holds {rows} row(s)" if rows else f"kept tables reference it ({', '.join(sorted(holders))})"
+        note = (f"kept the {owner}'s table {table!r} found in this {role} database: {why}; "
+                f"the {role} never reads it (move the rows to {_a(owner)} {owner}'s database, then drop it)")
+        log.warning(note)
+        notes.append(note)
 
 
 def _a(word: str) -> str:

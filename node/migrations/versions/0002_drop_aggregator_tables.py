@@ -11,11 +11,9 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import context, op
+from common.migrations import drop_empty_foreign_tables
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -38,24 +36,7 @@ FOREIGN_TABLES = (
 
 
 def upgrade() -> None:
-    conn = op.get_bind()
-    present = set(sa.inspect(conn).get_table_names())
-    notes: list[str] = context.config.attributes.setdefault("notes", [])
-    kept: set[str] = set()
-    for table, referenced_by in FOREIGN_TABLES:
-        if table not in present:
-            continue
-        rows = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()
-        holders = kept.intersection(referenced_by)
-        if rows == 0 and not holders:
-            op.drop_table(table)
-            continue
-        kept.add(table)
-        why = f"it holds {rows} row(s)" if rows else f"kept tables reference it ({', '.join(sorted(holders))})"
-        note = (f"kept the aggregator's table {table!r} found in this node database: {why}; "
-                "the node never reads it (move the rows to the aggregator's database, then drop it)")
-        logging.getLogger("node.migrations").warning(note)
-        notes.append(note)
+    drop_empty_foreign_tables(FOREIGN_TABLES, owner="aggregator", role="node")
 
 
 def downgrade() -> None:
