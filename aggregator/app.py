@@ -105,6 +105,8 @@ _HEX = r"^[0-9a-f]+$"
 _SHA256 = r"^[0-9a-f]{64}$"
 _B64URL = r"^[A-Za-z0-9_-]+$"  # canonical base64url: no padding (keys.identity.b64url_decode)
 _ROUND = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_StageName = Literal["screen", "dominance", "values", "cells"]
+"""``protocols.disclosure.Stage`` values: the disclosure stage a paillier contribution or partial is for."""
 
 
 class ContributionIn(BaseModel):
@@ -112,6 +114,7 @@ class ContributionIn(BaseModel):
 
     protocol: Literal["paillier"] = "paillier"
     round_id: str = Field(pattern=_ROUND)
+    stage: _StageName = "screen"
     key_id: str = Field(pattern=_SHA256)
     sender: str = Field(pattern=_B64URL, max_length=64)
     ciphertexts: list[Annotated[str, Field(pattern=_HEX, max_length=8192)]] = Field(min_length=1, max_length=4096)
@@ -124,6 +127,7 @@ class PartialIn(BaseModel):
 
     protocol: Literal["paillier"] = "paillier"
     round_id: str = Field(pattern=_ROUND)
+    stage: _StageName = "screen"
     key_id: str = Field(pattern=_SHA256)
     custodian_index: int = Field(ge=0, le=1024)
     contribution_digests: list[Annotated[str, Field(pattern=_SHA256)]] = Field(max_length=1_000_000)
@@ -449,6 +453,42 @@ def _routes() -> APIRouter:
         ctx = _state(request).ctx
         return await run_in_threadpool(
             rounds.submit_contribution, ctx, round_id, member, body, request.method, _signed_path(request), ts or "", sig or ""
+        )
+
+    @r.get(
+        "/rounds/{round_id}/stage",
+        response_model=rounds.StageStatus,
+        responses=error_responses(401, 403, 404, 409),
+        tags=["members"],
+    )
+    def get_stage(
+        request: Request, round_id: RoundId, member: Annotated[MemberRow, Depends(require_member)]
+    ) -> rounds.StageStatus:
+        """The disclosure stage a ``paillier`` round waits for, its signed context and slot count (cohort members)."""
+        return rounds.stage_status(_state(request).ctx, round_id, member)
+
+    @r.post(
+        "/rounds/{round_id}/stages/{stage}/contributions",
+        response_model=rounds.ContributionReceipt,
+        status_code=201,
+        responses=error_responses(400, 401, 403, 404, 409),
+        tags=["members"],
+    )
+    async def contribute_stage(
+        request: Request,
+        round_id: RoundId,
+        stage: Annotated[_StageName, Path(description="The disclosure stage the round collects")],
+        contribution: ContributionIn,
+        member: Annotated[MemberRow, Depends(require_member)],
+        ts: TimestampHeader = None,
+        sig: SignatureHeader = None,
+    ) -> rounds.ContributionReceipt:
+        """Post a cohort member's signed encrypted contribution to the stage a ``paillier`` round collects."""
+        body = await request.body()
+        ctx = _state(request).ctx
+        return await run_in_threadpool(
+            rounds.submit_stage_contribution, ctx, round_id, stage, member, body, request.method,
+            _signed_path(request), ts or "", sig or "",
         )
 
     @r.get(

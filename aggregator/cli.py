@@ -291,7 +291,8 @@ def round_create(
     protocol: Annotated[str, typer.Option(help="secagg or paillier.")] = "secagg",
     min_participants: Annotated[int, typer.Option(help="Minimum participants to publish.")] = 3,
     max_participants: Annotated[int, typer.Option(help="Largest number of participants (overflow proof).")] = 200,
-    dominance: Annotated[float, typer.Option(help="Dominance threshold sqrt(sum w^2)/sum w.")] = 0.6,
+    p_percent: Annotated[float, typer.Option("--p-percent", help="The p %-rule's p: no firm may be able to estimate "
+                                             "another's part of a published total within p %.")] = 10.0,
     deadline: Annotated[str | None, typer.Option(help="ISO 8601 deadline with time zone.")] = None,
     url: Url = DEFAULT_URL,
     token: Token = "",
@@ -303,7 +304,7 @@ def round_create(
     else:
         body = _spec_from_flags(round_id, product_en, product_zh, code, reference_flow, region, period,
                                 reference_unit, component or [], gases, gwp_set, footprint_bound, histogram,
-                                protocol, min_participants, max_participants, dominance, deadline)
+                                protocol, min_participants, max_participants, p_percent, deadline)
     _show_round(_call("POST", url, "/api/v1/rounds", token, content=body), as_json)
 
 
@@ -311,7 +312,7 @@ def _spec_from_flags(round_id: str | None, product_en: str | None, product_zh: s
                      reference_flow: str | None, region: str, period: str, reference_unit: str,
                      components: list[str], gases: str, gwp_set: str, footprint_bound: float,
                      histogram: str | None, protocol: str, min_participants: int, max_participants: int,
-                     dominance: float, deadline: str | None) -> bytes:
+                     p_percent: float, deadline: str | None) -> bytes:
     """A RoundSpec built from the command's flags; every problem is a usage error naming the flag."""
     from datetime import UTC, datetime, timedelta
 
@@ -346,7 +347,7 @@ def _spec_from_flags(round_id: str | None, product_en: str | None, product_zh: s
             components=[Component.model_validate(c) for c in parsed],
             footprint=Footprint(gases=[g.strip() for g in gases.split(",") if g.strip()], gwp_set=gwp_set,  # type: ignore[arg-type]
                                 bound=footprint_bound, histogram_edges=edges),
-            min_participants=min_participants, max_participants=max_participants, dominance_threshold=dominance,
+            min_participants=min_participants, max_participants=max_participants, p_percent=p_percent,
             deadline=datetime.fromisoformat(deadline) if deadline else datetime.now(UTC) + timedelta(days=30),
         )
     except (ValidationError, ValueError) as exc:

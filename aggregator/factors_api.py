@@ -1,5 +1,9 @@
 """The public seed API of published factors: list, search, dataset, versions, ILCD and JSON-LD downloads.
 
+``GET /api/v1/factors/{id}/versions`` gives every version's ``cohort_size``: how many certified firms
+it was computed from, never who (the aggregator refuses versions whose cohorts would difference,
+``aggregator.cohorts``).
+
 Filters of ``GET /api/v1/factors`` (all optional, combined with AND; only each factor's newest
 version is listed):
 
@@ -115,6 +119,9 @@ class FactorVersion(BaseModel):
     unit: str
     round_id: str
     n_participants: int
+    cohort_size: int | None
+    """How many certified firms' values this version's sums hold (``aggregator.cohorts``); ``null`` for a
+    version published before cohorts were recorded. Who they are is not published."""
 
 
 def summarise(factor: PublishedFactor, lang: Literal["zh", "en"] | None = None) -> FactorSummary:
@@ -358,12 +365,13 @@ def router_factory(repo: FactorRepository, settings: object | None = None) -> AP
         "/{factor_id}/versions",
         response_model=list[FactorVersion],
         responses=_responses(404),
-        summary="Every published version of a factor, oldest first",
+        summary="Every published version of a factor with its cohort size, oldest first",
     )
     def versions(factor_id: str) -> Any:
         found = repo.versions(factor_id.strip().lower())
         if not found:
             return _error(NotFound(f"factor {factor_id!r} is not published"))
+        sizes = repo.cohort_sizes(found[0].factor_id)
         return [
             FactorVersion(
                 version=f.version,
@@ -373,6 +381,7 @@ def router_factory(repo: FactorRepository, settings: object | None = None) -> AP
                 unit=f.unit,
                 round_id=f.provenance.round_id,
                 n_participants=f.n_participants,
+                cohort_size=sizes.get(f.revision),
             )
             for f in found
         ]

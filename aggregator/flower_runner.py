@@ -12,9 +12,13 @@ The aggregator drives the SuperLink only through the Flower CLI, with ``FLWR_HOM
   ``pcf.flower_app:server_app`` / ``node.flower_client:client_app``, the roster file (node id ->
   identity key, from the round's signed roster) and the run config, runs ``flwr run`` and waits
   for the ServerApp's result file; a failed, stopped or overdue run raises, so the round aborts.
+  Every disclosure stage of a round runs in that one Flower run: after each result the aggregator
+  decides, then hands the ServerApp the next stage (with the context it signed) or tells it to stop
+  (:data:`protocols.flower_apps.NEXT_STAGE_FILE`, :data:`protocols.flower_apps.STOP_FILE`).
 
-The ServerApp runs in a process the SuperLink starts, so the run directory (roster, result) must be
-a path both the aggregator and the SuperLink see: the same machine, or a shared volume.
+The ServerApp runs in a process the SuperLink starts, so the run directory (roster, results, stage
+hand-overs) must be a path both the aggregator and the SuperLink see: the same machine, or a shared
+volume.
 """
 
 from __future__ import annotations
@@ -31,18 +35,21 @@ import time
 import tomllib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from aggregator.errors import RegistrationFailed, UnregistrationFailed
 from aggregator.members import SuperNodeRegistrar, SuperNodeUnregistrar
-from aggregator.rounds import RosterEntry, secagg_value_bits
+from aggregator.rounds import RosterEntry, StageRun, StageSum, secagg_value_bits
 from aggregator.settings import AggregatorSettings
 from aggregator.store import utcnow
+from protocols.disclosure import stage_round_id
 from protocols.fab import APPROVED_CLIENTAPP, DEFAULT_SERVERAPP, fab_pyproject
+from protocols.flower_apps import NEXT_STAGE_FILE, STOP_FILE
 from protocols.secagg_policy import required_threshold, spec_degree
-from protocols.spec import RoundSpec, vector_layout
+from protocols.spec import RoundSpec
 
 __all__ = [
     "CLIENT_APP",
@@ -312,8 +319,32 @@ def run_config_toml(values: Mapping[str, str | int | float]) -> str:
 # ---------------------------------------------------------------------------------------- runner
 
 
+@dataclass
+class _Session:
+    """The Flower run of one round, between its stages."""
+
+    run_id: str
+    run_dir: Path
+    connection: str
+    env: Mapping[str, str]
+    deadline: float
+    """``time.monotonic()`` by which the whole run must be done."""
+    handovers: int = 0
+
+
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.replace(path)  # the ServerApp never reads a half-written hand-over
+
+
 class FlowerSecAggRunner:
-    """``run_secagg(spec, roster)`` over the SuperLink (the :data:`aggregator.rounds.SecAggRunner` interface).
+    """``run(spec, roster, stage)`` over the SuperLink (the :data:`aggregator.rounds.SecAggRunner` interface).
+
+    The first stage of a round starts its Flower run; each later stage of the same round is handed to
+    that run's ServerApp, so a round pays Flower's run start-up once. :meth:`end` MUST be called
+    when the round has no further stage (it stops the ServerApp waiting); a failed stage ends the
+    run itself.
 
     Parameters
     ----------
@@ -348,17 +379,68 @@ class FlowerSecAggRunner:
         self.clock = clock
         self.poll_interval = poll_interval
         self.last_run_dir: Path | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
 
-    def __call__(self, spec: RoundSpec, roster: list[RosterEntry]) -> tuple[list[int], int]:
-        """Run the round; return the signed slot sums and the number of contributors.
+    def __call__(self, spec: RoundSpec, roster: list[RosterEntry], run: StageRun) -> StageSum:
+        """Run one disclosure stage of the round; return its signed slot sums and whose inputs they cover.
+
+        The stage's secagg round id is ``<round id>/<stage>``; its advertise requests carry the
+        aggregator-signed stage context, which each node verifies before it computes its stage
+        vector (``node.flower_client``). The round's first call starts its Flower run; later calls
+        hand the stage (participants: ``roster``, the screen's cohort) to the same run.
 
         Raises
         ------
         FlowerRunFailed
             Too small a roster, the deadline passed, ``flwr run`` refused, the run failed or was
-            stopped, or no result within the time limit (the run is then stopped).
+            stopped, or no result within the time limit (the run is then stopped). The round's run
+            is over after any of these.
         """
         nodes = {int(e.flower_node_id): e.identity_public_key for e in roster if e.flower_node_id is not None}
+        try:
+            params = self._params(spec, nodes)
+        except FlowerRunFailed:
+            self.end(spec)
+            raise
+        with self._lock:
+            session = self._sessions.get(spec.round_id)
+        stage_params: dict[str, Any] = {
+            "round_id": stage_round_id(spec.round_id, run.stage),
+            "vector_length": run.length,
+            "participants": sorted(nodes),
+            **params,
+            "stage_context": run.context.model_dump_json() if run.context is not None else "",
+        }
+        if session is None:
+            session = self._start(spec, nodes, run, stage_params)
+        else:
+            session.handovers += 1
+            _write_json(session.run_dir / NEXT_STAGE_FILE.format(session.handovers), {"stage": str(run.stage), **stage_params})
+            log.info("round %s: stage %s handed to Flower run %s", spec.round_id, run.stage, session.run_id)
+        result_path = session.run_dir / f"result-{run.stage}.json"
+        try:
+            result = self._wait(spec.round_id, session.run_id, result_path, session.connection, session.env, session.deadline)
+            if "error" in result:
+                raise FlowerRunFailed(f"round {spec.round_id!r}: the ServerApp failed: {result['error']}")
+            summed, contributors = self._check(spec, nodes, result, run)
+        except FlowerRunFailed:
+            self.end(spec)
+            raise
+        return StageSum(summed, [nodes[c] for c in contributors])
+
+    def end(self, spec: RoundSpec) -> None:
+        """End the round's Flower run: its ServerApp stops waiting for a further stage and exits (idempotent)."""
+        with self._lock:
+            session = self._sessions.pop(spec.round_id, None)
+        if session is None:
+            return
+        try:
+            (session.run_dir / STOP_FILE).write_text("{}", encoding="utf-8")
+        except OSError as exc:  # the ServerApp then waits out the run's time limit; the round is decided anyway
+            log.warning("round %s: could not tell Flower run %s to stop: %s", spec.round_id, session.run_id, exc)
+
+    def _params(self, spec: RoundSpec, nodes: Mapping[int, str]) -> dict[str, int]:
         if len(nodes) < max(spec.min_participants, 2):
             raise FlowerRunFailed(
                 f"round {spec.round_id!r}: {len(nodes)} roster member(s) with a SuperNode node id; "
@@ -376,6 +458,12 @@ class FlowerSecAggRunner:
                 f"round {spec.round_id!r}: threshold {threshold} (min_participants {spec.min_participants}) exceeds "
                 f"the {degree + 1} share holders of each firm; accepted: a larger neighbourhood_size or roster"
             )
+        return {"threshold": threshold, "degree": degree, "value_bits": value_bits}
+
+    def _start(
+        self, spec: RoundSpec, nodes: Mapping[int, str], run: StageRun, stage: Mapping[str, Any]
+    ) -> _Session:
+        """Write the run's project, roster and config, and ``flwr run`` it with ``run``'s stage first."""
         wait = min(self.settings.flower_run_timeout_seconds, (spec.deadline - self.clock()).total_seconds())
         if wait <= 0:
             raise FlowerRunFailed(
@@ -388,19 +476,22 @@ class FlowerSecAggRunner:
         app_dir = write_fab_project(run_dir / "app", serverapp=self.serverapp, clientapp=self.clientapp)
         roster_path = run_dir / "roster.json"
         roster_path.write_text(json.dumps({str(n): k for n, k in sorted(nodes.items())}), encoding="utf-8")
-        result_path = run_dir / "result.json"
         config: dict[str, str | int | float] = {
-            "round-id": spec.round_id,
-            "vector-length": len(vector_layout(spec)),
-            "value-bits": value_bits,
+            "round-id": stage["round_id"],
+            "vector-length": stage["vector_length"],
+            "stage": str(run.stage),
+            "stage-context": stage["stage_context"],
+            "value-bits": stage["value_bits"],
             "roster-path": str(roster_path),
-            "participants": ",".join(str(n) for n in sorted(nodes)),
-            "threshold": threshold,
-            "degree": degree,
+            "participants": ",".join(str(n) for n in stage["participants"]),
+            "threshold": stage["threshold"],
+            "degree": stage["degree"],
             "stage-timeout": float(self.settings.flower_stage_timeout_seconds),
             "connect-timeout": float(self.settings.flower_connect_timeout_seconds),
-            "result-path": str(result_path),
+            "result-path": str(run_dir / f"result-{run.stage}.json"),
             "record-path": str(self.record_path) if self.record_path is not None else "",
+            # the ServerApp waits for the round's later stages until the run's time limit
+            "run-timeout": float(wait),
         }
         config_path = run_dir / "run-config.toml"
         config_path.write_text(run_config_toml(config), encoding="utf-8")
@@ -419,11 +510,12 @@ class FlowerSecAggRunner:
                 f"{doc.get('error-message') or _tail(out.stderr or out.stdout)}"
             )
         run_id = str(doc["run-id"])
-        log.info("round %s: Flower run %s started (%s nodes, value bits %s)", spec.round_id, run_id, len(nodes), value_bits)
-        result = self._wait(spec.round_id, run_id, result_path, connection, env, started + wait)
-        if "error" in result:
-            raise FlowerRunFailed(f"round {spec.round_id!r}: the ServerApp failed: {result['error']}")
-        return self._check(spec, nodes, result)
+        log.info("round %s: Flower run %s started (%s nodes, value bits %s)", spec.round_id, run_id, len(nodes),
+                 stage["value_bits"])  # fmt: skip
+        session = _Session(run_id, run_dir, connection, env, started + wait)
+        with self._lock:
+            self._sessions[spec.round_id] = session
+        return session
 
     def _flwr(self, args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
         try:
@@ -460,19 +552,22 @@ class FlowerSecAggRunner:
         raise FlowerRunFailed(f"round {round_id!r}: no result from Flower run {run_id} in time; the run was stopped")
 
     @staticmethod
-    def _check(spec: RoundSpec, nodes: Mapping[int, str], result: Mapping[str, Any]) -> tuple[list[int], int]:
-        length = len(vector_layout(spec))
+    def _check(
+        spec: RoundSpec, nodes: Mapping[int, str], result: Mapping[str, Any], run: StageRun
+    ) -> tuple[list[int], list[int]]:
+        length = run.length
+        round_id = stage_round_id(spec.round_id, run.stage)
         try:
             summed = [int(v) for v in result["total_signed"]]
             contributors = [int(c) for c in result["contributors"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise FlowerRunFailed(f"round {spec.round_id!r}: malformed result ({exc})") from None
-        if result.get("round_id") != spec.round_id or len(summed) != length:
+        if result.get("round_id") != round_id or len(summed) != length:
             raise FlowerRunFailed(
                 f"round {spec.round_id!r}: the result is for round {result.get('round_id')!r} with {len(summed)} "
-                f"values; expected this round with {length}"
+                f"values; expected {round_id!r} with {length}"
             )
         strangers = sorted(set(contributors) - set(nodes))
         if strangers or len(set(contributors)) != len(contributors):
             raise FlowerRunFailed(f"round {spec.round_id!r}: contributors {strangers or contributors} are not the roster's")
-        return summed, len(contributors)
+        return summed, contributors

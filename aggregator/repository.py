@@ -47,6 +47,14 @@ class FactorRepository(Protocol):
         """Every version of a factor, oldest first; MUST return ``[]`` for an unknown factor."""
         ...
 
+    def cohort_sizes(self, factor_id: str) -> dict[int, int]:
+        """Revision number -> size of the certified cohort recorded when that version was published.
+
+        MUST give sizes only, never who is in a cohort; MAY omit versions published before cohorts
+        were recorded (``aggregator.cohorts``); MUST return ``{}`` for an unknown factor.
+        """
+        ...
+
 
 def _parse(row: FactorRow) -> PublishedFactor:
     return PublishedFactor.model_validate_json(row.document)
@@ -82,3 +90,7 @@ class StoreFactorRepository:
         with self._store.transaction() as tx:
             rows = tx.factor_versions(factor_id)
         return [_parse(r) for r in rows]
+
+    def cohort_sizes(self, factor_id: str) -> dict[int, int]:
+        with self._store.transaction() as tx:
+            return tx.cohort_sizes(factor_id)

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 from aggregator.store import RoundRow, Store, utcnow
 from keys.identity import Ed25519PrivateKey
 from protocols import paillier
+from protocols.disclosure import SignedStageContext, Stage
 from protocols.roster import SignedRoster
 from protocols.spec import RoundSpec, SignedSpec
 
@@ -31,6 +32,8 @@ __all__ = [
     "RoundContext",
     "RoundState",
     "SecAggRunner",
+    "StageRun",
+    "StageSum",
     "row_params",
     "row_roster",
     "row_spec",
@@ -63,8 +66,28 @@ class RosterEntry:
     """The member's SuperLink node id, from the round's signed roster (``None`` without a SuperLink)."""
 
 
-SecAggRunner = Callable[[RoundSpec, list[RosterEntry]], tuple[Sequence[int], int]]
-"""``run_secagg(spec, roster) -> (summed_ints, n)``: runs the masked aggregation, returns the signed slot sums."""
+@dataclass(frozen=True)
+class StageRun:
+    """One disclosure stage for the secure-aggregation runner to sum (``protocols.disclosure``)."""
+
+    stage: Stage
+    length: int
+    """Slots of the stage's vector."""
+    context: SignedStageContext | None
+    """What the nodes compute the stage from, signed by the aggregator (``None`` for ``screen``)."""
+
+
+@dataclass(frozen=True)
+class StageSum:
+    """A stage's signed slot sums and whose inputs they cover."""
+
+    summed: Sequence[int]
+    contributors: Sequence[str]
+    """Identity public keys (base64url) of the members whose inputs were summed."""
+
+
+SecAggRunner = Callable[[RoundSpec, list[RosterEntry], StageRun], StageSum]
+"""``run(spec, roster, stage) -> StageSum``: one masked sum of one stage over the roster's members."""
 
 
 def _spawn_thread(work: Callable[[], None]) -> None:

@@ -9,10 +9,11 @@ from pydantic import BaseModel
 
 from aggregator.round_context import RoundState, row_params, row_roster, row_spec
 from aggregator.store import RoundRow, Transaction
+from protocols.disclosure import SignedStageContext
 from protocols.roster import SignedRoster
 from protocols.spec import SignedSpec
 
-__all__ = ["ContributionReceipt", "DecryptionRequest", "PartialReceipt", "RoundPublic", "round_public"]
+__all__ = ["ContributionReceipt", "DecryptionRequest", "PartialReceipt", "RoundPublic", "StageStatus", "round_public"]
 
 
 class RoundPublic(BaseModel):
@@ -56,8 +57,13 @@ class DecryptionRequest(BaseModel):
     spec_hash: str
     key_id: str
     min_participants: int
+    stage: str = "screen"
+    """The disclosure stage the round waits to have decrypted (the custodian reads it from the log itself)."""
     contributions: list[dict[str, Any]]
-    """``SignedContribution.to_dict()`` of every logged contribution."""
+    """``SignedContribution.to_dict()`` of every logged contribution of ``stage``."""
+    previous_partials: list[dict[str, Any]] = []
+    """For the ``values`` stage: every custodian's partial of the dominance stage, whose counts each custodian
+    combines and checks itself (``protocols.paillier.check_dominance``)."""
 
 
 class PartialReceipt(BaseModel):
@@ -68,6 +74,30 @@ class PartialReceipt(BaseModel):
     received: int
     expected: int
     state: RoundState
+    stage: str = "screen"
+    """The stage the partial decrypts; ``received`` and ``expected`` count that stage's partials."""
+
+
+class StageStatus(BaseModel):
+    """What a ``paillier`` round waits for from its members (``GET /api/v1/rounds/{id}/stage``)."""
+
+    round_id: str
+    state: RoundState
+    stage: str | None
+    """The disclosure stage being collected or decrypted; ``None`` once the round ended."""
+    accepting: bool
+    """Members of the cohort may post their ``stage`` contribution now."""
+    slots: int | None = None
+    """Number of integers in a ``stage`` contribution (``protocols.disclosure.stage_layout``)."""
+    context: SignedStageContext | None = None
+    """The aggregator's signed stage context (every stage after ``screen``), for cohort members only."""
+    contributed: int = 0
+    """Contributions to ``stage`` received so far."""
+    cohort: int = 0
+    """Size of the screen's cohort (0 while the screen is collected)."""
+    deadline: datetime | None = None
+    """When the stage's collection ends: the spec's deadline for ``screen``, the stage window after."""
+    decision: str | None = None
 
 
 def round_public(tx: Transaction, row: RoundRow) -> RoundPublic:
@@ -83,7 +113,7 @@ def round_public(tx: Transaction, row: RoundRow) -> RoundPublic:
         roster=row_roster(row),
         deadline=signed.spec.deadline,
         decision=row.decision,
-        contributions=tx.count_contributions(row.id),
+        contributions=tx.count_contributions(row.id, "screen"),  # members, not stage posts
         partial_decryptions=tx.count_partials(row.id),
         created_at=row.created_at,
         updated_at=row.updated_at,

@@ -7,6 +7,7 @@ rules withhold are dropped before anything is written.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,11 +15,23 @@ from fractions import Fraction
 from typing import Any
 
 from aggregator import translog
+from aggregator.cohorts import cohort_conflict, record_cohort
 from aggregator.errors import InvalidTransition
 from aggregator.repository import document_bytes, document_hash
-from aggregator.round_context import ABORTED, AGGREGATING, DRAFT, LIBRARY_LEVEL, PUBLISHED, SUPPRESSED, RoundContext
+from aggregator.round_context import (
+    ABORTED,
+    AGGREGATING,
+    COLLECTING,
+    DRAFT,
+    LIBRARY_LEVEL,
+    PUBLISHED,
+    SUPPRESSED,
+    RoundContext,
+    row_params,
+)
 from aggregator.store import FactorRow, RoundRow, Transaction
 from protocols.canonical import Kind, encode
+from protocols.disclosure import Stage, StageDecision, StagedRound, context_digest
 from protocols.errors import AggregationError
 from protocols.factor import FactorError, PublishedFactor, build_factor, factor_id_for
 from protocols.spec import KIND_HIST, RoundSpec, vector_layout
@@ -28,15 +41,20 @@ from protocols.stats import (
     check_disclosure,
     merged_gases,
     other_gases_sum,
+    staged_statistics,
+    staged_summed,
     withheld_slots,
 )
 
 __all__ = [
     "abort_round",
     "conclude_round",
+    "conclude_staged",
     "histogram_commitment",
     "public_log_other_gases",
     "public_log_summed",
+    "record_stage",
+    "stage_commitment",
     "stored_summed",
     "suppress_round",
 ]
@@ -47,7 +65,7 @@ def histogram_commitment(salt_hex: str, counts: Sequence[int]) -> str:
     return hashlib.sha256(bytes.fromhex(salt_hex) + encode(Kind.HISTOGRAM_COMMITMENT, [str(c) for c in counts])).hexdigest()
 
 
-def stored_summed(spec: RoundSpec, summed: Sequence[int | None]) -> list[int | None]:
+def stored_summed(spec: RoundSpec, summed: Sequence[int | None], dominated: Sequence[str] = ()) -> list[int | None]:
     """The summed vector as the aggregator stores it: the slots the disclosure rules withhold are ``None``.
 
     A component fewer than ``min_participants`` firms report has sums that are those firms' own
@@ -55,7 +73,7 @@ def stored_summed(spec: RoundSpec, summed: Sequence[int | None]) -> list[int | N
     them (``protocols.stats.withheld_slots``); they are dropped before anything is written. The
     merged gases' sum is kept in the aggregate's log entry (:func:`public_log_other_gases`).
     """
-    drop = set(withheld_slots(spec, summed))
+    drop = set(withheld_slots(spec, summed, dominated))
     return [None if slot.name in drop else value for slot, value in zip(vector_layout(spec), summed, strict=True)]
 
 
@@ -160,7 +178,7 @@ def conclude_round(
         except AggregationError as exc:
             abort_round(ctx, round_id, (AGGREGATING,), f"the aggregate is inconsistent: {exc}")
             return
-    decision = stats.disclosure if stats is not None else check_disclosure(spec, n, 0, 0)
+    decision = stats.disclosure if stats is not None else check_disclosure(spec, n)
     now = ctx.clock()
     with ctx._publish_lock:
         try:
@@ -171,11 +189,135 @@ def conclude_round(
                 if not decision.publish or stats is None:
                     suppress_round(tx, ctx, row, decision.rule or "min_participants", decision.message, n, now)
                     return
-                _publish(tx, ctx, row, spec, stats, summed, n, contribution_hashes, now)
+                _publish(tx, ctx, row, spec, stats, list(summed), n, contribution_hashes, now,
+                         other_gases=other_gases_sum(spec, summed))
         except InvalidTransition:
             return
         except FactorError as exc:  # rolled back: nothing of the publication was stored
             abort_round(ctx, round_id, (AGGREGATING,), f"the factor cannot be built: {exc}")
+
+
+def stage_commitment(salt_hex: str, stage: Stage, summed: Sequence[int]) -> str:
+    """SHA-256 over the salt and the canonical encoding of one stage's sums (decimal strings)."""
+    doc = {"stage": str(stage), "sums": [str(int(v)) for v in summed]}
+    return hashlib.sha256(bytes.fromhex(salt_hex) + encode(Kind.STAGE_COMMITMENT, doc)).hexdigest()
+
+
+def _member_ids(tx: Transaction, identity_keys: Sequence[str]) -> list[str]:
+    """The aggregator's member ids of the holders of ``identity_keys`` (unknown keys are left out)."""
+    by_key = {m.identity_public_key: m for m in tx.list_members()}
+    return sorted(str(by_key[k].id) for k in identity_keys if k in by_key)
+
+
+def record_stage(
+    ctx: RoundContext,
+    round_id: str,
+    staged: StagedRound,
+    stage: Stage,
+    summed: Sequence[int],
+    contributors: Sequence[str],
+) -> StageDecision:
+    """Take one stage's sum into ``staged``, apply the cohort rule after ``screen``, and log the stage.
+
+    The ``stage`` log entry carries the decision, the digest of the signed context the cohort
+    computed the stage from (``protocols.disclosure.context_digest``: a node that got another
+    context than the one logged can prove it with the signed one), and, for the screen and the count stages, a salted
+    commitment to the stage's sums (the salts and sums are kept with the round, so the association can
+    open them to an auditor); the values stage's published part is in the ``aggregate`` entry. A sum
+    that cannot be right (``AggregationError``) aborts the round.
+
+    Parameters
+    ----------
+    contributors
+        Identity public keys (base64url) of the members whose inputs the sum covers.
+    """
+    signed = staged.context(ctx.key, stage)  # the context the stage was computed from (deterministic)
+    try:
+        decision = staged.record(stage, summed, contributors)
+    except AggregationError as exc:
+        abort_round(ctx, round_id, (COLLECTING, AGGREGATING), f"stage {stage}: the sum is inconsistent: {exc}")
+        return StageDecision(False, "aborted", str(exc))
+    now = ctx.clock()
+    with ctx.store.transaction() as tx:
+        row = tx.get_round(round_id)
+        if row.state not in (COLLECTING, AGGREGATING):
+            return StageDecision(False, "aborted", f"the round is {row.state}; stage {stage} is not recorded")
+        if stage == Stage.SCREEN and decision.proceed:
+            conflict = cohort_conflict(tx, staged.spec, _member_ids(tx, staged.cohort))
+            if conflict is not None:
+                decision = StageDecision(False, "cohort", conflict)
+                staged.stopped = decision
+        payload: dict[str, Any] = {
+            "round_id": round_id,
+            "spec_hash": row.spec_hash,
+            "stage": str(stage),
+            "n": len(staged.cohort),
+            "decision": "proceed" if decision.proceed else "stop",
+            "rule": decision.rule,
+            "detail": decision.message,
+            "context": None if signed is None else context_digest(signed.context),
+        }
+        params = row_params(row)
+        if stage != Stage.VALUES:
+            salt = secrets.token_hex(16)
+            payload["commitment"] = stage_commitment(salt, stage, summed)
+            openings = dict(params.get("openings") or {})
+            openings[str(stage)] = {"salt": salt, "sums": [str(int(v)) for v in summed]}
+            params["openings"] = openings
+            tx.set_round_params(round_id, json.dumps(params))
+        translog.append(tx, ctx.key, translog.STAGE, payload, now)
+    return decision
+
+
+def conclude_staged(ctx: RoundContext, round_id: str, staged: StagedRound, contribution_hashes: list[str]) -> None:
+    """Decide a round in ``aggregating`` whose stages ran (or stopped): suppress it, or publish.
+
+    A round a stage stopped is suppressed by that stage's rule; otherwise the statistics come from
+    the screen and values sums with the cells the p %-rule failed withheld
+    (:func:`protocols.stats.staged_statistics`), and are published with their log entries and the
+    cohort record in one transaction.
+    """
+    spec = staged.spec
+    n = len(staged.cohort)
+    stats: AggregateStatistics | None = None
+    stop = staged.stopped
+    if stop is None and staged.next_stage() is not None:
+        stop = StageDecision(False, "aborted", f"stage {staged.next_stage()} did not run")
+    if stop is None:
+        try:
+            stats = staged_statistics(spec, staged.sums[Stage.SCREEN], staged.sums[Stage.VALUES], staged.dominated)
+        except AggregationError as exc:
+            abort_round(ctx, round_id, (AGGREGATING,), f"the aggregate is inconsistent: {exc}")
+            return
+    now = ctx.clock()
+    with ctx._publish_lock:
+        try:
+            with ctx.store.transaction() as tx:
+                row = tx.get_round(round_id)
+                if row.state != AGGREGATING:
+                    return  # decided (or cancelled) meanwhile: never twice
+                if stop is not None or stats is None or not stats.disclosure.publish:
+                    rule = stop.rule if stop is not None else (stats.disclosure.rule if stats else None)
+                    message = stop.message if stop is not None else (stats.disclosure.message if stats else "")
+                    if rule == "aborted":
+                        raise _Abort(message)
+                    suppress_round(tx, ctx, row, rule or "min_participants", message, n, now)
+                    return
+                summed, other = staged_summed(
+                    spec, staged.sums[Stage.SCREEN], staged.sums[Stage.VALUES], staged.dominated
+                )
+                _publish(tx, ctx, row, spec, stats, summed, n, contribution_hashes, now, other_gases=other,
+                         dominated=staged.dominated, members=_member_ids(tx, staged.cohort))
+        except _Abort as exc:
+            abort_round(ctx, round_id, (AGGREGATING,), str(exc))
+        except InvalidTransition:
+            return
+        except FactorError as exc:  # rolled back: nothing of the publication was stored
+            abort_round(ctx, round_id, (AGGREGATING,), f"the factor cannot be built: {exc}")
+
+
+class _Abort(Exception):
+    """Leave the publishing transaction and abort the round instead."""
 
 
 def _publish(
@@ -184,10 +326,14 @@ def _publish(
     row: RoundRow,
     spec: RoundSpec,
     stats: AggregateStatistics,
-    summed: list[int],
+    summed: list[int | None],
     n: int,
     contribution_hashes: list[str],
     now: datetime,
+    *,
+    other_gases: Fraction | None = None,
+    dominated: Sequence[str] = (),
+    members: Sequence[str] = (),
 ) -> None:
     fid = factor_id_for(spec.product.reference_flow, spec.region, LIBRARY_LEVEL)
     version = tx.next_factor_version(fid)
@@ -195,10 +341,14 @@ def _publish(
     previous = PublishedFactor.model_validate_json(previous_row.document) if previous_row else None
     tx.transition_round(row.id, [AGGREGATING], PUBLISHED, now, decision=f"published factor {fid} revision {version}")
     salt = secrets.token_hex(16)
-    kept = stored_summed(spec, summed)  # never a withheld component's or gas's sums, not even in the database
+    kept = stored_summed(spec, summed, dominated)  # never a withheld component's or gas's sums, not even in the database
     tx.put_aggregate(row.id, kept, n, now, histogram_salt=salt)
     shown, withheld, counts = public_log_summed(spec, kept)
-    other_gases = public_log_other_gases(spec, summed)  # only in rounds where the gas-level rule merges
+    other_entry = (
+        {"gases": list(stats.footprint.merged_gases), "sum": _decimal_text(other_gases)}
+        if other_gases is not None
+        else None
+    )
     aggregate_entry = translog.append(
         tx,
         ctx.key,
@@ -209,10 +359,11 @@ def _publish(
             "n": n,
             "summed": shown,
             "withheld": withheld,
+            "dominated": list(dominated),
             "histogram_commitment": histogram_commitment(salt, counts) if counts else None,
             "contributions": sorted(contribution_hashes),
         }
-        | ({"other_gases": other_gases} if other_gases is not None else {}),
+        | ({"other_gases": other_entry} if other_entry is not None else {}),
         now,
     )
     factor = build_factor(
@@ -243,3 +394,5 @@ def _publish(
             created_at=now,
         )
     )
+    if members:
+        record_cohort(tx, factor.factor_id, version, row.id, members, now=now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
@@ -23,12 +24,14 @@ from aggregator.round_context import (
     OPEN,
     RosterEntry,
     RoundContext,
+    StageRun,
     row_params,
     row_roster,
 )
-from aggregator.round_outcome import abort_round, conclude_round
+from aggregator.round_outcome import abort_round, conclude_staged, record_stage
 from aggregator.round_protocol import RoundProtocol
 from aggregator.store import ContributionRow, MemberRow, RoundRow, Transaction
+from protocols.disclosure import Stage, StagedRound
 from protocols.roster import roster_log_payload, sign_roster
 from protocols.secagg_policy import spec_value_bits
 from protocols.spec import RoundSpec
@@ -149,18 +152,36 @@ def _fix_roster(tx: Transaction, ctx: RoundContext, row: RoundRow, spec: RoundSp
 
 
 def _run_secagg(ctx: RoundContext, round_id: str, spec: RoundSpec, roster: list[RosterEntry]) -> None:
+    """Run the round's disclosure stages one secure sum at a time, each over the screen's cohort, then decide."""
     assert ctx.runner is not None
+    staged = StagedRound(spec)
+    # A runner may keep one run per round across its stages (aggregator.flower_runner); end it once
+    # the round has no further stage, whether it completed, stopped at a rule or failed.
+    end: Callable[[RoundSpec], None] | None = getattr(ctx.runner, "end", None)
     try:
-        summed, n = ctx.runner(spec, roster)
-        summed = [int(v) for v in summed]
+        while (stage := staged.next_stage()) is not None:
+            cohort = set(staged.cohort)
+            members = roster if stage == Stage.SCREEN else [e for e in roster if e.identity_public_key in cohort]
+            run = StageRun(stage, len(staged.layout(stage)), staged.context(ctx.key, stage))
+            started = time.monotonic()
+            result = ctx.runner(spec, members, run)
+            took = time.monotonic() - started
+            decision = record_stage(ctx, round_id, staged, stage, [int(v) for v in result.summed],
+                                    list(result.contributors))
+            if decision.rule == "aborted":
+                return
+            log.info("secagg round %s: stage %s (%.1f s): %s", round_id, stage, took, decision.message)
     except Exception as exc:  # noqa: BLE001 - the runner is pluggable: any failure aborts the round cleanly
         log.warning("secagg round %s failed: %s", round_id, exc)
         abort_round(ctx, round_id, (COLLECTING,), f"secure aggregation failed: {type(exc).__name__}: {exc}")
         return
+    finally:
+        if end is not None:
+            end(spec)
     try:
         with ctx.store.transaction() as tx:
             tx.transition_round(round_id, [COLLECTING], AGGREGATING, ctx.clock())
     except InvalidTransition:
         log.info("secagg round %s was cancelled while running; its result is dropped", round_id)
         return
-    conclude_round(ctx, round_id, spec, summed, n, [])
+    conclude_staged(ctx, round_id, staged, [])

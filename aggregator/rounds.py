@@ -64,6 +64,8 @@ from aggregator.round_context import (
     RoundContext,
     RoundState,
     SecAggRunner,
+    StageRun,
+    StageSum,
     row_params,
     row_spec,
 )
@@ -72,6 +74,7 @@ from aggregator.round_models import (
     DecryptionRequest,
     PartialReceipt,
     RoundPublic,
+    StageStatus,
     round_public,
 )
 from aggregator.round_outcome import (
@@ -81,10 +84,11 @@ from aggregator.round_outcome import (
     public_log_summed,
     stored_summed,
 )
-from aggregator.round_paillier import PaillierProtocol, paillier_layout
+from aggregator.round_paillier import PaillierProtocol, paillier_layout, stage_status, submit_stage_contribution
 from aggregator.round_protocol import RoundProtocol
 from aggregator.round_secagg import SecaggProtocol, secagg_value_bits
 from aggregator.store import ContributionRow, MemberRow, RoundRow
+from protocols.disclosure import spec_problems
 from protocols.spec import RoundSpec, sign_spec, spec_hash, validate_spec
 
 __all__ = [
@@ -108,6 +112,9 @@ __all__ = [
     "RoundPublic",
     "RoundState",
     "SecAggRunner",
+    "StageRun",
+    "StageStatus",
+    "StageSum",
     "authenticate_custodian",
     "cancel_round",
     "create_round",
@@ -124,9 +131,11 @@ __all__ = [
     "resume_rounds",
     "run_round",
     "secagg_value_bits",
+    "stage_status",
     "stored_summed",
     "submit_contribution",
     "submit_partial",
+    "submit_stage_contribution",
 ]
 
 _PROTOCOLS: dict[str, RoundProtocol] = {p.name: p for p in (SecaggProtocol(), PaillierProtocol())}
@@ -155,7 +164,9 @@ def create_round(ctx: RoundContext, spec: RoundSpec) -> RoundPublic:
     Raises
     ------
     SpecRejected
-        The spec fails ``validate_spec`` (e.g. a slot could overflow) or no packing layout fits it.
+        The spec fails ``validate_spec`` (e.g. a slot could overflow) or the disclosure rules
+        (``protocols.disclosure.spec_problems``: fewer than 3 participants, dispersion statistics
+        below 10, release 0.1's concentration screen), or no packing layout fits it.
     Unavailable
         A ``paillier`` round while no custodian public key is configured.
     Conflict
@@ -165,6 +176,9 @@ def create_round(ctx: RoundContext, spec: RoundSpec) -> RoundPublic:
         validate_spec(spec)
     except (ValueError, ArithmeticError) as exc:  # SpecError, or arithmetic on extreme bounds
         raise SpecRejected(f"round spec {spec.round_id!r}: {exc}") from None
+    problems = spec_problems(spec)
+    if problems:
+        raise SpecRejected(f"round spec {spec.round_id!r}: " + "; ".join(problems))
     if "footprint_weighted_mean" not in spec.statistics:
         raise SpecRejected(
             f"round spec {spec.round_id!r}: statistics lack 'footprint_weighted_mean', the value a published "

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "AggregatorTable",
     "ContributionRow",
     "DeliveryRow",
+    "FactorCohortRow",
     "FactorRow",
     "MemberRow",
     "PartialDecryptionRow",
@@ -130,10 +131,12 @@ class RoundRow(AggregatorTable, table=True):
 
 class ContributionRow(AggregatorTable, table=True):
     __tablename__ = "contribution"
-    __table_args__ = (UniqueConstraint("round_id", "member_id", name="uq_contribution_round_member"),)
+    __table_args__ = (UniqueConstraint("round_id", "stage", "member_id", name="uq_contribution_round_stage_member"),)
 
     id: int | None = Field(default=None, primary_key=True)
     round_id: str = Field(foreign_key="round.id", index=True)
+    stage: str = Field(default="screen", sa_column_kwargs={"server_default": "screen"})
+    """The disclosure stage (``protocols.disclosure.Stage``) of a ``paillier`` contribution: one per member and stage."""
     member_id: int = Field(foreign_key="member.id")
     contribution_hash: str
     body: str = _text()
@@ -143,10 +146,12 @@ class ContributionRow(AggregatorTable, table=True):
 
 class PartialDecryptionRow(AggregatorTable, table=True):
     __tablename__ = "partial_decryption"
-    __table_args__ = (UniqueConstraint("round_id", "custodian", name="uq_partial_round_custodian"),)
+    __table_args__ = (UniqueConstraint("round_id", "stage", "custodian", name="uq_partial_round_stage_custodian"),)
 
     id: int | None = Field(default=None, primary_key=True)
     round_id: str = Field(foreign_key="round.id", index=True)
+    stage: str = Field(default="screen", sa_column_kwargs={"server_default": "screen"})
+    """The disclosure stage the partial decrypts: one per custodian and stage."""
     custodian: str
     body: str = _text()
     received_at: datetime = _ts()
@@ -180,6 +185,34 @@ class FactorRow(AggregatorTable, table=True):
     document_hash: str
     log_seq: int
     """Sequence number of the publication entry in the transparency log."""
+    created_at: datetime = _ts()
+
+
+class FactorCohortRow(AggregatorTable, table=True):
+    """The certified cohort behind one published factor version: the members whose values its sums hold.
+
+    Written in the publishing transaction (``aggregator.cohorts.record_cohort``), never updated. The
+    scope columns repeat the round spec's, so later rounds are checked against them without parsing
+    specs signed under an older schema. Member ids never leave the aggregator: the API shows ``size``.
+    """
+
+    __tablename__ = "factor_cohort"
+    __table_args__ = (UniqueConstraint("factor_id", "version", name="uq_factor_cohort_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    factor_id: str = Field(index=True)
+    version: int
+    """The revision number, as ``FactorRow.version``."""
+    round_id: str = Field(foreign_key="round.id")
+    members: str = _text()
+    """JSON list of the cohort's member ids (``member.id`` as decimal strings), sorted."""
+    size: int
+    reference_flow: str = Field(index=True)
+    """The scope of the round spec: product reference flow, region, reference period and its minimum."""
+    region: str
+    period_start: date
+    period_end: date
+    min_participants: int
     created_at: datetime = _ts()
 
 
@@ -368,49 +401,56 @@ class Transaction:
     # -- contributions and partial decryptions ---------------------------------------------------
 
     def add_contribution(self, row: ContributionRow) -> ContributionRow:
-        """Insert a contribution. MUST raise ``DuplicateContribution`` on a second one per member and round."""
+        """Insert a contribution. MUST raise ``DuplicateContribution`` on a second one per member, round and stage."""
         try:
             self._add(row)
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise DuplicateContribution(
-                    f"member {row.member_id} already contributed to round {row.round_id!r}; "
-                    "one contribution per member and round is counted"
+                    f"member {row.member_id} already contributed to stage {row.stage} of round {row.round_id!r}; "
+                    "one contribution per member and stage is counted"
                 ) from None
             raise
         return row
 
-    def list_contributions(self, round_id: str) -> list[ContributionRow]:
-        q = select(ContributionRow).where(ContributionRow.round_id == round_id).order_by(col(ContributionRow.id))
-        return list(self.session.exec(q))
+    def list_contributions(self, round_id: str, stage: str | None = None) -> list[ContributionRow]:
+        """The round's contributions in arrival order: of one stage, or (``None``) of every stage."""
+        q = select(ContributionRow).where(ContributionRow.round_id == round_id)
+        if stage is not None:
+            q = q.where(ContributionRow.stage == stage)
+        return list(self.session.exec(q.order_by(col(ContributionRow.id))))
 
-    def count_contributions(self, round_id: str) -> int:
+    def count_contributions(self, round_id: str, stage: str | None = None) -> int:
         q = select(func.count()).select_from(ContributionRow).where(ContributionRow.round_id == round_id)
+        if stage is not None:
+            q = q.where(ContributionRow.stage == stage)
         return int(self.session.exec(q).one())
 
-    def count_partials(self, round_id: str) -> int:
+    def count_partials(self, round_id: str, stage: str | None = None) -> int:
         q = select(func.count()).select_from(PartialDecryptionRow).where(PartialDecryptionRow.round_id == round_id)
+        if stage is not None:
+            q = q.where(PartialDecryptionRow.stage == stage)
         return int(self.session.exec(q).one())
 
     def add_partial(self, row: PartialDecryptionRow) -> PartialDecryptionRow:
-        """Insert a custodian's partial decryption. MUST raise ``Conflict`` on a second one per custodian."""
+        """Insert a custodian's partial decryption. MUST raise ``Conflict`` on a second one per custodian and stage."""
         try:
             self._add(row)
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise Conflict(
-                    f"custodian {row.custodian!r} already sent its partial decryption for round {row.round_id!r}"
+                    f"custodian {row.custodian!r} already sent its partial decryption of stage {row.stage} "
+                    f"for round {row.round_id!r}"
                 ) from None
             raise
         return row
 
-    def list_partials(self, round_id: str) -> list[PartialDecryptionRow]:
-        q = (
-            select(PartialDecryptionRow)
-            .where(PartialDecryptionRow.round_id == round_id)
-            .order_by(col(PartialDecryptionRow.id))
-        )
-        return list(self.session.exec(q))
+    def list_partials(self, round_id: str, stage: str | None = None) -> list[PartialDecryptionRow]:
+        """The round's partial decryptions in arrival order: of one stage, or (``None``) of every stage."""
+        q = select(PartialDecryptionRow).where(PartialDecryptionRow.round_id == round_id)
+        if stage is not None:
+            q = q.where(PartialDecryptionRow.stage == stage)
+        return list(self.session.exec(q.order_by(col(PartialDecryptionRow.id))))
 
     # -- aggregates and factors ------------------------------------------------------------------
 
@@ -473,6 +513,33 @@ class Transaction:
         for r in rows:
             latest[r.factor_id] = r
         return list(latest.values())
+
+    # -- cohorts of published factor versions ----------------------------------------------------
+
+    def add_factor_cohort(self, row: FactorCohortRow) -> FactorCohortRow:
+        """Insert the cohort of a factor version. MUST raise ``Conflict`` if that version has one."""
+        try:
+            self._add(row)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(
+                    f"factor {row.factor_id!r} revision {row.version} already has a recorded cohort; "
+                    "a version's cohort is written once, when it is published"
+                ) from None
+            raise
+        return row
+
+    def list_factor_cohorts(self, reference_flow: str | None = None) -> list[FactorCohortRow]:
+        """Recorded cohorts, oldest first; only those of one product's reference flow when given."""
+        q = select(FactorCohortRow).order_by(col(FactorCohortRow.id))
+        if reference_flow is not None:
+            q = q.where(FactorCohortRow.reference_flow == reference_flow)
+        return list(self.session.exec(q))
+
+    def cohort_sizes(self, factor_id: str) -> dict[int, int]:
+        """Revision number -> cohort size of a factor's versions (versions without a recorded cohort are absent)."""
+        q = select(FactorCohortRow.version, FactorCohortRow.size).where(FactorCohortRow.factor_id == factor_id)
+        return {int(v): int(n) for v, n in self.session.exec(q)}
 
     # -- transparency log ------------------------------------------------------------------------
 

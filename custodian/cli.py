@@ -12,7 +12,7 @@ import typer
 from custodian.ceremony import CEREMONY_MIN_KEY_BITS, ceremony_files, custodian_init
 from custodian.decrypt import custodian_decrypt
 from custodian.errors import CustodianKeyError
-from custodian.fetch import FetchFailed, fetch_bodies, fetch_log
+from custodian.fetch import FetchFailed, fetch_log, fetch_request
 from custodian.store import ledger_path, load_share, read_ledger, read_share_header
 from keys import identity
 from keys.cli_common import (
@@ -165,7 +165,7 @@ def custodian_decrypt_cmd(
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Decrypt the product of every contribution the aggregator's log records for a round, or refuse."""
+    """Decrypt the stage a round waits for (the log's first undecided stage, every earlier one 'proceed'), or refuse."""
     try:
         refuse_existing([out], force)
         if authority_key is None and not no_authority:
@@ -190,7 +190,7 @@ def custodian_decrypt_cmd(
             with httpx.Client(timeout=30.0, verify=str(ca) if ca else True) as http:
                 try:
                     entries = fetch_log(http, aggregator)
-                    bodies = fetch_bodies(http, aggregator, round_id, key_share.signing_key)
+                    bodies, previous = fetch_request(http, aggregator, round_id, key_share.signing_key)
                 except FetchFailed as exc:
                     raise Refused(str(exc), EXIT_BAD_INPUT) from None
         else:
@@ -201,10 +201,14 @@ def custodian_decrypt_cmd(
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise Refused(f"{request}: no list of contributions", EXIT_BAD_INPUT)
             bodies = items
+            previous = doc.get("previous_partials") or []
+            if not isinstance(previous, list) or not all(isinstance(i, dict) for i in previous):
+                raise Refused(f"{request}: previous_partials is not a list of partial decryptions", EXIT_BAD_INPUT)
         revocations = _revocation_list(crl, authority_key)
         partial = custodian_decrypt(
             share, password, round_id, log=entries, aggregator_key=aggregator_key, bodies=bodies,
             min_participants=min_participants, authority_key=authority_key, revocations=revocations,
+            previous_partials=previous,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         write_public(out, (partial + "\n").encode("utf-8"), overwrite=True)
@@ -220,6 +224,7 @@ def custodian_decrypt_cmd(
     info = {
         "out": str(out),
         "round_id": doc["round_id"],
+        "stage": doc.get("stage", "screen"),
         "key_id": doc["key_id"],
         "custodian_index": doc["custodian_index"],
         "contributions": len(doc["contribution_digests"]),
@@ -228,7 +233,7 @@ def custodian_decrypt_cmd(
     if as_json:
         print_json(info)
     else:
-        console.print(kv_table(f"partial decryption of round {doc['round_id']}", info))
+        console.print(kv_table(f"partial decryption of round {doc['round_id']}, stage {info['stage']}", info))
 
 
 def _read_json(path: Path, what: str) -> Any:

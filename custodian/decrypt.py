@@ -1,4 +1,4 @@
-"""A custodian answers for a round: unlock its share, take the round's contributions from the verified log, release a signed partial."""
+"""A custodian answers for a round's waiting stage: unlock its share, take the stage's contributions from the verified log, release a signed partial."""
 
 from __future__ import annotations
 
@@ -26,12 +26,16 @@ def custodian_decrypt(
     min_participants: int = MIN_PARTICIPANTS_FLOOR,
     authority_key: str | None = None,
     revocations: RevocationList | None = None,
+    stage: str | None = None,
+    previous_partials: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """This custodian's signed partial decryption of every contribution the log records for ``round_id``, or a refusal.
+    """This custodian's signed partial decryption of the stage ``round_id`` waits for, or a refusal.
 
-    The public key comes from the share file; spec, roster and the set of contributions from the
-    transparency log, checked against the aggregator key the custodian pinned. The aggregator
-    only supplies the contribution bodies, which count only through their members' logged receipts.
+    The public key comes from the share file; spec, roster, the stage and its set of contributions
+    from the transparency log, checked against the aggregator key the custodian pinned: the stage
+    is the first the log has not decided, and only if every earlier one was logged ``proceed``
+    (``protocols.paillier.round_log``). The aggregator only supplies the contribution bodies, which
+    count only through their members' logged receipts.
 
     Parameters
     ----------
@@ -53,11 +57,17 @@ def custodian_decrypt(
     authority_key, revocations
         The membership authority's key the custodian pinned and its verified revocation list: every
         roster member must hold that authority's current certificate for its key.
+    stage
+        The stage the custodian means to decrypt, if it names one (refused unless the log shows it waiting).
+    previous_partials
+        Before the values stage: every custodian's partial of the dominance stage (the request's
+        ``previous_partials``); the custodian combines the counts itself and refuses a failing round.
 
     Returns
     -------
     str
-        ``PartialDecryption.to_dict()`` as JSON. The ledger entry is written before it is returned.
+        ``PartialDecryption.to_dict()`` as JSON (its ``stage`` says which stage). The ledger entry is
+        written before it is returned.
 
     Raises
     ------
@@ -69,5 +79,6 @@ def custodian_decrypt(
         partial = decrypt_logged_round(
             share, public_key, round_id, log=log, aggregator_key=aggregator_key, bodies=bodies,
             min_participants=min_participants, ledger=ledger, authority_key=authority_key, revocations=revocations,
+            stage=stage, previous_partials=previous_partials,
         )
     return json.dumps(partial.to_dict())

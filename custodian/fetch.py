@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocols.auth import sign_request
 from protocols.translog import LogEntry, LogPage
 
-__all__ = ["FetchFailed", "fetch_bodies", "fetch_log"]
+__all__ = ["FetchFailed", "fetch_bodies", "fetch_log", "fetch_request"]
 
 
 class FetchFailed(RuntimeError):
@@ -44,15 +44,27 @@ def fetch_log(http: httpx.Client, base_url: str) -> list[LogEntry]:
     return entries
 
 
-def fetch_bodies(http: httpx.Client, base_url: str, round_id: str, custodian_key: Ed25519PrivateKey) -> list[dict[str, Any]]:
-    """The contribution bodies of ``GET /rounds/{id}/decryption-request``, asked with a request signed by the custodian key.
+def fetch_request(
+    http: httpx.Client, base_url: str, round_id: str, custodian_key: Ed25519PrivateKey
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``GET /rounds/{id}/decryption-request``, asked with a request signed by the custodian key.
 
-    Only ``contributions`` is read; the request's other fields (member list, minimum, key) are not.
+    Returns the contribution bodies of the stage the round waits for and, before the values stage,
+    every custodian's partial of the dominance stage (``previous_partials``). The request's other
+    fields (stage, minimum, key) are not read: the custodian takes them from the log and its share.
     """
     path = f"/api/v1/rounds/{round_id}/decryption-request"
     headers = sign_request(custodian_key, "GET", path, b"", datetime.now(UTC))
     doc = _get(http, base_url.rstrip("/") + path, headers)
     items = doc.get("contributions") if isinstance(doc, dict) else None
+    previous = doc.get("previous_partials", []) if isinstance(doc, dict) else None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise FetchFailed(f"{base_url}{path}: no list of contributions in the answer")
-    return items
+    if not isinstance(previous, list) or not all(isinstance(i, dict) for i in previous):
+        raise FetchFailed(f"{base_url}{path}: previous_partials is not a list of partial decryptions")
+    return items, previous
+
+
+def fetch_bodies(http: httpx.Client, base_url: str, round_id: str, custodian_key: Ed25519PrivateKey) -> list[dict[str, Any]]:
+    """The contribution bodies of :func:`fetch_request` alone."""
+    return fetch_request(http, base_url, round_id, custodian_key)[0]

@@ -390,10 +390,14 @@ def _print_cohort(data: dict[str, Any]) -> None:
     """Who else is in the round (as the membership authority certified them) and what the round may disclose."""
     d = data["disclosure"]
     console.print(f"disclosure: published only with at least {d['min_participants']} firms (at most "
-                  f"{d['max_participants']}); suppressed when one firm holds more than {d['dominance_threshold']:.0%} "
-                  f"of the weight; statistics {', '.join(d['statistics'])}"
+                  f"{d['max_participants']}; this node demands {d['node_min_participants']}); "
+                  f"{d['p_percent']:g} %-rule: {d['dominance_rule']}; statistics {', '.join(d['statistics'])}"
                   + (f"; secagg threshold {d['secagg_threshold_fraction']:.2f} of the roster"
                      if "secagg_threshold_fraction" in d else ""), highlight=False, soft_wrap=True)
+    for stage in d["stages"]:
+        console.print(f"  stage {stage}", highlight=False, soft_wrap=True)
+    for problem in d["refused"]:
+        console.print(f"[red]refused by this node's disclosure rules:[/red] {problem}", highlight=False, soft_wrap=True)
     cohort = data.get("cohort")
     if cohort is None:
         console.print("[yellow]cohort: not certified[/yellow] (no roster, or no membership authority key pinned: "
@@ -613,25 +617,53 @@ def rounds_cmd(
 @node_app.command("contribute")
 def contribute_cmd(
     round_id: Annotated[str, typer.Argument(help="An approved paillier round.")],
+    wait: Annotated[float, typer.Option("--wait", help="Keep polling for up to SECONDS, posting each stage as the "
+                                        "round opens it, until the round ends (for scripts and the demo).")] = 0.0,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between polls with --wait.")] = 1.0,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Encrypt the approved vector to the custodians' joint key and send it (paillier rounds)."""
+    """Post this firm's contribution to the disclosure stage the round waits for (paillier rounds).
+
+    While the round is open that is the screen stage; later stages (dominance, values, cells) are
+    computed from the approved vector and the stage context the aggregator signs. Each stage is
+    sent once; the command says what it sent and which stage the round waits for.
+    """
+    import time
+
     from node.client import AggregatorClient, NodeClientError
     from protocols.errors import KeysError, ProtocolError
 
     store = open_store(db)
+    sent: list[str] = []
     try:
         with AggregatorClient(store, node_home()) as client:
-            receipt = client.contribute_paillier(round_id)
+            give_up = time.monotonic() + max(wait, 0.0)
+            while True:
+                result = client.contribute_paillier(round_id)
+                if result["sent"] is not None:
+                    sent.append(result["sent"])
+                    if not as_json:
+                        console.print(f"round {round_id}: sent stage {result['sent']} (log entry "
+                                      f"{result['receipt']['seq']})")
+                if result["waiting_for"] is None or time.monotonic() >= give_up:
+                    break
+                if result["sent"] is None:
+                    time.sleep(max(poll, 0.05))
     except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
         raise _round_error(exc, as_json) from None
     finally:
         store.close()
+    result["sent_now"] = sent
     if as_json:
-        print_json(receipt)
+        print_json(result)
+        return
+    if result["waiting_for"] is None:
+        console.print(f"round {round_id} ended ({result['state']}): {result['decision'] or ''}")
     else:
-        console.print(f"contributed to {round_id}: receipt {receipt}")
+        done = ", ".join(result["sent_stages"]) or "none"
+        console.print(f"round {round_id} ({result['state']}) waits for stage {result['waiting_for']}; "
+                      f"stages sent by this node: {done}")
 
 
 @node_app.command("pin-paillier-key")

@@ -25,9 +25,10 @@ from typing import Any, Self
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from keys.errors import InvalidSignature
-from keys.identity import b64url_encode, fingerprint, load_private_key, public_key_b64, verify
+from keys.identity import b64url_encode, fingerprint, load_private_key, load_public_key_b64, public_key_b64, verify
 from keys.tls import ca_fingerprint, client_context
 from node.cohort import OWN_CERTIFICATE_SETTING, pin_authority_key, pinned_authority_key, revocation_list
 from node.contribute import PAILLIER_KEY_SETTING, check_paillier_key
@@ -45,6 +46,7 @@ from protocols import paillier
 from protocols.auth import sign_enrollment, sign_request
 from protocols.canonical import Kind, canonical_json, encode
 from protocols.certificates import MemberCertificate, verify_certificate
+from protocols.disclosure import ContextRejected, SignedStageContext, Stage, check_context, stage_vector, verify_context
 from protocols.roster import SignedRoster
 from protocols.spec import SignedSpec
 
@@ -53,6 +55,7 @@ __all__ = [
     "AGGREGATOR_INSECURE_HTTP_SETTING",
     "PAILLIER_KEY_SETTING",
     "PEER_CHECK_STAGE",
+    "SENT_STAGES_SETTING",
     "AggregatorClient",
     "AggregatorMismatch",
     "NodeClientError",
@@ -65,6 +68,8 @@ AGGREGATOR_INSECURE_HTTP_SETTING = "aggregator_insecure_http"
 """``"1"`` when the firm enrolled over plain HTTP with ``--insecure-http`` (development only)."""
 PEER_CHECK_STAGE = "aggregator key check"
 """Outbox stage of the public key read that precedes a client's first signed request or enrolment."""
+SENT_STAGES_SETTING = "paillier_sent:{round_id}"
+"""Node setting: JSON list of the disclosure stages of a ``paillier`` round this node posted (each once)."""
 
 
 
@@ -320,8 +325,34 @@ class AggregatorClient:
 
     # -- paillier ------------------------------------------------------------------------------
 
+    def stage_status(self, round_id: str) -> dict[str, Any]:
+        """``GET /api/v1/rounds/{id}/stage``: the stage the round waits for, its signed context and slot count."""
+        resp = self._signed("GET", f"/api/v1/rounds/{round_id}/stage", round_id=round_id, stage="paillier:stage")
+        _raise_for(resp, f"reading the stage of round {round_id}")
+        return dict(resp.json())
+
+    def sent_stages(self, round_id: str) -> list[str]:
+        """The stages of ``round_id`` this node already posted (:data:`SENT_STAGES_SETTING`)."""
+        raw = self.store.get_setting(SENT_STAGES_SETTING.format(round_id=round_id))
+        return [str(s) for s in json.loads(raw)] if raw else []
+
     def contribute_paillier(self, round_id: str) -> dict[str, Any]:
-        """Encrypt the approved vector to the round's split key, sign it and post it."""
+        """Post this firm's contribution to the disclosure stage the round waits for, unless already sent.
+
+        While the round is open that is the ``screen`` stage; afterwards the node reads
+        ``GET /rounds/{id}/stage``, verifies the stage context with the aggregator key it pinned at
+        enrolment, checks it against the signed spec and its own approved values
+        (``protocols.disclosure.check_context``), computes its stage vector from the approved
+        contribution, refuses any value its slot does not accept, encrypts it to the custodians'
+        key and posts it. Each stage is posted once (recorded in the node's settings).
+
+        Returns
+        -------
+        dict
+            ``round_id``, ``state``, ``sent`` (the stage posted now, or ``None``), ``receipt``,
+            ``waiting_for`` (the stage the round now waits for, ``None`` once it ended),
+            ``sent_stages`` and ``decision``.
+        """
         spec, _roster = invitation(self.store, round_id)
         if spec.protocol != "paillier":
             raise ConsentError(f"round {round_id} uses {spec.protocol}; its inputs travel through the SuperLink")
@@ -333,12 +364,47 @@ class AggregatorClient:
         # before anything is encrypted or sent: pinned out of band == named by the signed spec == served
         check_paillier_key(self.store.get_setting(PAILLIER_KEY_SETTING), spec, public.key_id)
         _spec, contribution = approved_contribution(self.store, round_id)
-        signed = paillier.encrypt_contribution(public, paillier.spec_layout(spec), contribution.ints, round_id, self.key)
-        body = canonical_json(signed.to_dict())
-        path = f"/api/v1/rounds/{round_id}/contributions"
-        resp = self._signed("POST", path, body, round_id=round_id, stage="paillier:contribution")
-        _raise_for(resp, f"contributing to round {round_id}")
-        return dict(resp.json())
+        status = self.stage_status(round_id)
+        sent = self.sent_stages(round_id)
+        result: dict[str, Any] = {"round_id": round_id, "state": status.get("state"), "sent": None, "receipt": None,
+                                  "waiting_for": status.get("stage"), "sent_stages": sent,
+                                  "decision": status.get("decision")}
+        name = status.get("stage")
+        if name is None or name in sent or not status.get("accepting"):
+            return result
+        stage = Stage(name)
+        context = None
+        if stage != Stage.SCREEN:
+            pinned = self.store.get_setting(AGGREGATOR_KEY_SETTING)
+            if pinned is None:
+                raise NodeClientError("no aggregator key pinned: enrol first with --aggregator-key KEY")
+            try:
+                signed = SignedStageContext.model_validate(status.get("context"))
+                context = verify_context(signed, load_public_key_b64(pinned))
+                check_context(spec, context, stage, public_key_b64(self.key), contribution.ints)
+            except (ContextRejected, ValidationError) as exc:
+                raise ConsentError(f"round {round_id}, stage {stage}: nothing was sent: {exc}") from None
+        vector = stage_vector(spec, contribution.ints, stage, context)
+        if status.get("slots") != len(vector):
+            raise ConsentError(
+                f"round {round_id}, stage {stage}: the aggregator asks for {status.get('slots')} slots, the signed spec "
+                f"and stage context give {len(vector)}; nothing was sent")
+        signed_contribution = paillier.encrypt_stage(public, spec, stage, context, vector, self.key)
+        body = canonical_json(signed_contribution.to_dict())
+        resp = self._signed("POST", paillier.contribution_path(round_id, str(stage)), body, round_id=round_id,
+                            stage=f"paillier:contribution:{stage}")
+        if resp.status_code == 409 and "already contributed" in resp.text:
+            self._record_sent(round_id, [*sent, str(stage)])  # sent before (a lost answer): never again
+        _raise_for(resp, f"contributing stage {stage} to round {round_id}")
+        sent = self._record_sent(round_id, [*sent, str(stage)])
+        after = self.stage_status(round_id)
+        return result | {"state": after.get("state"), "sent": str(stage), "receipt": dict(resp.json()),
+                         "waiting_for": after.get("stage"), "sent_stages": sent, "decision": after.get("decision")}
+
+    def _record_sent(self, round_id: str, stages: list[str]) -> list[str]:
+        unique = list(dict.fromkeys(stages))
+        self.store.set_setting(SENT_STAGES_SETTING.format(round_id=round_id), json.dumps(unique))
+        return unique
 
 
 def node_public_summary(home: Path) -> dict[str, str]:

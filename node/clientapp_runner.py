@@ -67,7 +67,7 @@ from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
-from node.rounds import log_outbound, outbox
+from node.rounds import log_outbound, outbox, outbox_round
 from node.store import NodeStore, OutboxRow
 from protocols.fab import APPROVED_CLIENTAPP, FAB_FILES, build_fab, fab_hash
 from protocols.flower_apps import RecordKey, message_payload
@@ -188,13 +188,13 @@ def approve_fab(store: NodeStore, digest: str) -> set[str]:
 def _round_and_stage(message: Message, reply: Message, refused: bool) -> tuple[str, str]:
     source = reply if reply.has_content() else message
     cfg = source.content.config_records.get(RecordKey.CONFIG) if source.has_content() else None
-    round_id = str(cfg.get(RecordKey.ROUND_ID, "?")) if cfg is not None else "?"
+    round_id, disclosure = outbox_round(str(cfg.get(RecordKey.ROUND_ID, "?")) if cfg is not None else "?")
     stage = str(cfg.get(RecordKey.STAGE, "?")) if cfg is not None else "?"
     if refused:
         return round_id, FAB_REFUSED
     if reply.has_error():
-        return round_id, f"secagg:refused:{stage}"
-    return round_id, f"secagg:{stage}" if cfg is not None else f"reply:{message.metadata.message_type}"
+        return round_id, f"secagg:refused:{disclosure}{stage}"
+    return round_id, f"secagg:{disclosure}{stage}" if cfg is not None else f"reply:{message.metadata.message_type}"
 
 
 def record_reply(store: NodeStore, message: Message, reply: Message, *, fab_refused: bool = False) -> OutboxRow:

@@ -26,9 +26,11 @@ from node.contribute import (
     map_process,
 )
 from node.service import store_view
+from node.settings import NodeSettings
 from node.store import ConsentRow, InvitationRow, NodeStore, OutboxRow
 from protocols.certificates import MISSING, CertificateRejected
 from protocols.contribution import Contribution
+from protocols.disclosure import MIN_PARTICIPANTS_FLOOR, PROTECTING_FIRMS, STAGES, Stage, spec_problems
 from protocols.errors import ContributionError, InvalidSignature
 from protocols.roster import SignedRoster, verify_roster
 from protocols.spec import RoundSpec, SignedSpec, spec_hash, verify_spec
@@ -45,11 +47,14 @@ __all__ = [
     "invitation",
     "list_invitations",
     "log_outbound",
+    "node_floor",
     "outbox",
+    "outbox_round",
     "preview",
     "receive_invitation",
     "roster_of",
     "spend_consent",
+    "spend_stage",
 ]
 
 AGGREGATOR_KEY_SETTING = "aggregator_public_key"
@@ -175,14 +180,37 @@ class Preview:
         }
 
 
+def node_floor() -> int:
+    """The least ``min_participants`` this firm accepts (``PCF_NODE_MIN_PARTICIPANTS``, never below 3)."""
+    return max(NodeSettings().min_participants, MIN_PARTICIPANTS_FLOOR)
+
+
 def disclosure_parameters(spec: RoundSpec) -> dict[str, Any]:
     """What the round may reveal and when it withholds: the spec's disclosure rules, for the firm to read."""
+    p = float(spec.p_rule)
+    floor = node_floor()
     params: dict[str, Any] = {
         "protocol": spec.protocol,
         "min_participants": spec.min_participants,
         "max_participants": spec.max_participants,
-        "dominance_threshold": spec.dominance_threshold,
+        "node_min_participants": floor,
+        "p_percent": p * 100,
+        "dominance_rule": (
+            f"every published total passes only if no firm's share exceeds {1 / (2 + p):.1%}, or at least "
+            f"{PROTECTING_FIRMS} firms each hold {p / (1 + 2 * p):.1%} or more (a sufficient test of the "
+            f"{p:.0%}-rule); each firm sends only these two bits of its share, summed securely"
+        ),
         "statistics": list(spec.statistics),
+        "stages": [
+            "screen: participation, production, and whether each component and gas is non-zero",
+            "dominance: two bits of this firm's share of production",
+            (
+                "values: production x each component and x each gas (components fewer than min_participants "
+                "firms report, and gases few firms emit, are not sent on their own)"
+            ),
+            "cells: two bits of this firm's share of every published total",
+        ],
+        "refused": spec_problems(spec, floor=floor),
     }
     if spec.protocol == "secagg":
         params["secagg_threshold_fraction"] = spec.secagg.threshold_fraction
@@ -229,8 +257,13 @@ def preview(store: NodeStore, round_id: str, process_uuid: str, *, confirm_zeros
 
 def approve(store: NodeStore, round_id: str, process_uuid: str, *, confirm_zeros: bool = False,
             approved_by: str = "", now: datetime | None = None) -> Preview:
-    """Record the firm's consent to contribute exactly the previewed vector to ``round_id``."""
+    """Record the firm's consent to contribute exactly the previewed vector to ``round_id``.
+
+    Refused (:class:`ConsentError`) for a round below this node's disclosure floor
+    (:func:`node_floor`) or otherwise outside the disclosure rules (``protocols.disclosure.spec_problems``).
+    """
     p = preview(store, round_id, process_uuid, confirm_zeros=confirm_zeros)
+    _check_disclosure_rules(p.spec)
     with store.transaction() as s:
         existing = s.exec(select(ConsentRow).where(ConsentRow.round_id == round_id)).first()
         if existing is not None:
@@ -246,6 +279,12 @@ def approve(store: NodeStore, round_id: str, process_uuid: str, *, confirm_zeros
     return p
 
 
+def _check_disclosure_rules(spec: RoundSpec) -> None:
+    problems = spec_problems(spec, floor=node_floor())
+    if problems:
+        raise ConsentError(f"round {spec.round_id}: refused by this node's disclosure rules: " + "; ".join(problems))
+
+
 def approved_contribution(store: NodeStore, round_id: str) -> tuple[RoundSpec, Contribution]:
     """The contribution the firm approved for ``round_id``, rebuilt and checked against the consent.
 
@@ -259,6 +298,7 @@ def approved_contribution(store: NodeStore, round_id: str) -> tuple[RoundSpec, C
     if consent is None:
         raise ConsentError(f"round {round_id!r} is not approved by this firm; nothing is contributed "
                            f"(`pcf node approve {round_id} --process UUID`)")
+    _check_disclosure_rules(invitation(store, round_id)[0])
     confirm = bool(json.loads(consent.preview).get("confirmed_zeros"))
     p = preview(store, round_id, consent.process_uuid, confirm_zeros=confirm,
                 process_version=consent.process_version)
@@ -307,6 +347,52 @@ def spend_consent(store: NodeStore, round_id: str, run_id: str, *, now: datetime
                 "is contributed (a second run of a round could combine its masks with the first's)")
         s.expunge(consent)
     return consent
+
+
+def _stage_setting(round_id: str, stage: Stage) -> str:
+    return f"stage:{round_id}:{stage}"
+
+
+def spend_stage(store: NodeStore, round_id: str, stage: Stage, run_id: str, *, now: datetime | None = None) -> None:
+    """Answer ``stage`` of ``round_id`` for run ``run_id``: the screen spends the consent, each later stage runs once.
+
+    Every stage of a round is covered by the firm's one consent (the preview lists them); the
+    screen stage spends it (:func:`spend_consent`), and each later stage is recorded the first time,
+    after the screen and in order, so that no stage's bits or sums are ever sent twice.
+
+    Raises
+    ------
+    ConsentError
+        Not approved; the consent spent already (screen); a stage before the screen, out of order,
+        or already answered by another run.
+    """
+    if stage == Stage.SCREEN:
+        spend_consent(store, round_id, run_id, now=now)
+    else:
+        consent = consent_of(store, round_id)
+        if consent.spent_at is None:
+            raise ConsentError(f"round {round_id!r}: stage {stage} before the screen stage; nothing is contributed")
+        previous = STAGES[STAGES.index(stage) - 1]
+        if previous != Stage.SCREEN and store.get_setting(_stage_setting(round_id, previous)) is None:
+            raise ConsentError(f"round {round_id!r}: stage {stage} before stage {previous}; nothing is contributed")
+        done = store.get_setting(_stage_setting(round_id, stage))
+        if done is not None:
+            raise ConsentError(
+                f"round {round_id!r}: stage {stage} was already answered (run {done}); a stage is answered once, "
+                f"so run {run_id} is refused and nothing is contributed"
+            )
+    store.set_setting(_stage_setting(round_id, stage), run_id)
+
+
+def outbox_round(secagg_round_id: str) -> tuple[str, str]:
+    """The round an outbound secagg message belongs to, and the label prefix of its disclosure stage.
+
+    ``"r1/values"`` gives ``("r1", "values:")``; an id without a known stage is kept whole, with no prefix.
+    """
+    base, sep, stage = secagg_round_id.rpartition("/")
+    if sep and stage in {str(s) for s in STAGES}:
+        return base, f"{stage}:"
+    return secagg_round_id, ""
 
 
 def log_outbound(store: NodeStore, round_id: str, recipient: str, stage: str, payload: bytes,

@@ -28,6 +28,10 @@ class NodeSettings(BaseSettings):
     db_url: str | None = Field(default=None, validation_alias=AliasChoices("PCF_NODE_DB_URL", "PCF_DB"))
     """``sqlite:///path`` or ``postgresql://...`` (``PCF_NODE_DB_URL``, or ``PCF_DB``); default
     ``sqlite:///<home>/node.db``."""
+    min_participants: int = Field(default=3, ge=3)
+    """The least ``min_participants`` this firm accepts in a round (``PCF_NODE_MIN_PARTICIPANTS``): the node
+    refuses to approve, and to contribute to, a round whose spec allows publication over fewer firms.
+    Never below 3 (``protocols.disclosure.MIN_PARTICIPANTS_FLOOR``)."""
     db_auto_upgrade: bool = True
     """Upgrade a PostgreSQL database's schema when the node opens it (``PCF_NODE_DB_AUTO_UPGRADE``).
     When false a database that is behind is refused and ``pcf node db upgrade`` upgrades it. A SQLite

@@ -253,8 +253,20 @@ def run_demo(
         with progress.step(f"secure aggregation ({protocol})"):
             _check(admin.post(f"/api/v1/rounds/{spec.round_id}/run"), "running the round")
             if protocol == "paillier":
-                _decrypt_with_custodians(admin, spec.round_id, custodian_dir, keys_dir, spec.min_participants,
-                                         authority.public_key)
+                # one encrypted sum per disclosure stage: the custodians decrypt the stage the log shows the
+                # round waiting for, then every firm posts the next stage from the aggregator's signed context
+                while True:
+                    _decrypt_with_custodians(admin, spec.round_id, custodian_dir, keys_dir, spec.min_participants,
+                                             authority.public_key)
+                    state = _check(admin.get(f"/api/v1/rounds/{spec.round_id}"), "round status")["state"]
+                    if state != "aggregating":
+                        break
+                    for node in handles:
+                        store = NodeStore(node.db_url)
+                        try:
+                            AggregatorClient(store, node.home, api, http=node_http).contribute_paillier(spec.round_id)
+                        finally:
+                            store.close()
 
             def finished() -> dict[str, Any] | None:
                 r = _check(admin.get(f"/api/v1/rounds/{spec.round_id}"), "round status")
@@ -330,12 +342,14 @@ def _decrypt_with_custodians(admin: httpx.Client, round_id: str, custodian_dir: 
     # Each custodian reads the log itself and checks it with the aggregator key published out of band;
     # the aggregator only hands over the contribution bodies, which count only through their logged receipts.
     aggregator_key = (keys_dir / "aggregator" / "identity.pub").read_text().strip()
-    bodies = _check(admin.get(f"/api/v1/rounds/{round_id}/decryption-request"), "decryption request")["contributions"]
+    request = _check(admin.get(f"/api/v1/rounds/{round_id}/decryption-request"), "decryption request")
+    bodies, previous = request["contributions"], request.get("previous_partials", [])
     log = fetch_log(admin, str(admin.base_url))
     shares = sorted(custodian_dir.glob("custodian-*.share"))
     for share, password in zip(shares, CUSTODIAN_PASSWORDS, strict=True):
         partial = custodian_decrypt(share, password, round_id, log=log, aggregator_key=aggregator_key, bodies=bodies,
-                                    min_participants=min_participants, authority_key=authority_key)
+                                    min_participants=min_participants, authority_key=authority_key,
+                                    previous_partials=previous)
         _check(admin.post(f"/api/v1/rounds/{round_id}/partial-decryptions", content=partial,
                           headers={"Content-Type": "application/json"}), f"posting the partial of {share.name}")
 

@@ -9,9 +9,10 @@ sends vectors in the clear, is not in the installed package (``tests/plain_apps.
 The ServerApp reads the run config of :class:`protocols.flower_apps.RunConfigKey`, plus
 ``record-path``: when set, every message the ServerApp receives is appended to that file
 (:func:`protocols.flower_apps.message_payload`, framed by a 4-byte big-endian length), so an audit
-can search exactly what the aggregator side received and match it with the nodes' outboxes. When
-the round fails, ``{"error": ...}`` is written to ``result-path`` so the aggregator stops waiting
-at once.
+can search exactly what the aggregator side received and match it with the nodes' outboxes, across
+every stage the run sums (:func:`protocols.flower_apps.server_main`). When a stage fails,
+``{"error": ...}`` is written to its result file (before the first stage: to ``result-path``) so
+the aggregator stops waiting at once.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def _write_failure(context: Context, exc: BaseException) -> None:
 def recording_server_app(main: Callable[[Grid, Context], None]) -> ServerApp:
     """A ServerApp running ``main`` over a :class:`RecordingGrid` when ``record-path`` is set.
 
-    A failure is written to ``result-path`` as ``{"error": ...}`` and then re-raised (the run ends failed).
+    A failure is written to ``result-path`` (which ``server_main`` points at the result file of the
+    stage under way) as ``{"error": ...}`` and then re-raised (the run ends failed).
     """
     app = ServerApp()
 

@@ -176,7 +176,7 @@ def sample_spec(
     paillier_key_id: str | None = None,
     min_participants: int = 3,
     max_participants: int = 200,
-    dominance_threshold: float = 0.6,
+    p_percent: float | None = None,
     deadline: datetime | None = None,
 ) -> RoundSpec:
     """The round spec of a sample industry: its components are every flow its firms report.
@@ -198,7 +198,7 @@ def sample_spec(
         footprint_bound=ind.footprint_bound, histogram_edges=list(ind.histogram_edges), protocol=protocol,
         gwp_set=gwp_set, paillier_key_bits=paillier_key_bits, paillier_key_id=paillier_key_id,
         min_participants=min_participants,
-        max_participants=max_participants, dominance_threshold=dominance_threshold, deadline=deadline,
+        max_participants=max_participants, p_percent=p_percent, deadline=deadline,
         merged=merged)
 
 
@@ -222,7 +222,7 @@ def spec_for_processes(
     paillier_key_id: str | None = None,
     min_participants: int = 3,
     max_participants: int = 200,
-    dominance_threshold: float = 0.6,
+    p_percent: float | None = None,
     deadline: datetime | None = None,
     merged: Sequence[MergedComponent] = (),
 ) -> RoundSpec:
@@ -293,7 +293,7 @@ def spec_for_processes(
         background_factors=background,
         min_participants=min_participants,
         max_participants=max_participants,
-        dominance_threshold=dominance_threshold,
+        p_percent=p_percent,
         protocol=protocol,
         paillier=PaillierParams(key_bits=paillier_key_bits, key_id=paillier_key_id),
         deadline=deadline or datetime(2030, 12, 31, 16, 0, tzinfo=UTC),

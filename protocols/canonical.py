@@ -58,6 +58,8 @@ class Kind(StrEnum):
     MEMBER_CERTIFICATE = "member-certificate/v1"
     AGGREGATOR_CHALLENGE = "aggregator-challenge/v1"
     REVOCATION_LIST = "revocation-list/v1"
+    STAGE_CONTEXT = "stage-context/v1"
+    STAGE_COMMITMENT = "stage-commitment/v1"
 
 
 class CanonicalError(ValueError):

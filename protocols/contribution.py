@@ -32,7 +32,6 @@ from protocols.spec import (
     KIND_N,
     KIND_NF,
     KIND_W,
-    KIND_W2,
     KIND_WF,
     KIND_WF2,
     KIND_WX,
@@ -325,8 +324,6 @@ def build_contribution(
             v = Fraction(int(q_x[i] != 0))  # type: ignore[index]
         elif s.kind == KIND_W:
             v = q_w
-        elif s.kind == KIND_W2:
-            v = q_w * q_w
         elif s.kind == KIND_WX:
             v = q_w * q_x[i]  # type: ignore[index]
         elif s.kind == KIND_X:

@@ -66,6 +66,9 @@ stage-timeout = 60.0
 connect-timeout = 30.0
 result-path = ""
 record-path = ""
+stage = ""
+stage-context = ""
+run-timeout = 0.0
 """
 
 

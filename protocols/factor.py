@@ -74,6 +74,7 @@ __all__ = [
     "factor_id_for",
     "gas_origin",
     "ilcd_version",
+    "pedigree_gsd",
     "revision_of",
 ]
 
@@ -174,6 +175,10 @@ class Distribution(_Wire):
     """Lognormal geometric SD matched to the weighted mean and weighted SD."""
     quantiles: dict[str, float] = Field(default_factory=dict)
     """``p5`` .. ``p95`` interpolated in the round's histogram (exact to the bin width)."""
+    pedigree_gsd: float | None = None
+    """Lognormal GSD of the factor from its data quality indicators (ecoinvent's pedigree approach,
+    :func:`pedigree_gsd`): the uncertainty a round gives without any firm's individual value, so
+    also in rounds too small for a spread over firms (``protocols.disclosure``)."""
 
 
 class QualityRating(_Wire):
@@ -350,6 +355,35 @@ def gas_origin(gas: str) -> Literal["fossil", "biogenic"]:
     if "biogenic" in name or "non-fossil" in name or "nonfossil" in name or name.endswith(("_bio", "-bio")):
         return "biogenic"
     return "fossil"
+
+
+#: Variance of the log of the pedigree uncertainty factors, per indicator score 1..5 (Weidema et al.,
+#: *Overview and methodology. Data quality guideline for the ecoinvent database version 3*, 2013,
+#: the pedigree matrix); ``precision`` plays the pedigree's reliability.
+PEDIGREE_VARIANCES: dict[str, tuple[float, ...]] = {
+    "precision": (0.0, 0.0006, 0.002, 0.008, 0.04),
+    "completeness": (0.0, 0.0001, 0.0006, 0.002, 0.008),
+    "temporal": (0.0, 0.0002, 0.002, 0.008, 0.04),
+    "geographical": (0.0, 0.000025, 0.0001, 0.0004, 0.0016),
+    "technological": (0.0, 0.0006, 0.008, 0.04, 0.12),
+}
+#: Basic uncertainty (variance of the log) ecoinvent gives energy demand and CO2 exchanges (same guideline).
+PEDIGREE_BASIC_VARIANCE = 0.0006
+#: The reliability a round's primary data get when no precision indicator was computed: "verified data
+#: partly based on assumptions, or non-verified data based on measurements" (score 2).
+_DEFAULT_RELIABILITY = 2
+
+
+def pedigree_gsd(dq: DataQuality) -> float:
+    """``exp(sqrt(basic + Σ indicator variances))``: the pedigree GSD of a value with quality ``dq``.
+
+    An indicator that is not given counts as score 1, except ``precision``, which counts as 2
+    (primary data whose spread the round did not compute).
+    """
+    scores = dq.indicators()
+    scores.setdefault("precision", _DEFAULT_RELIABILITY)
+    variance = PEDIGREE_BASIC_VARIANCE + math.fsum(PEDIGREE_VARIANCES[k][v - 1] for k, v in scores.items())
+    return math.exp(math.sqrt(variance))
 
 
 def default_dqi(spec: RoundSpec, stats: AggregateStatistics) -> DataQuality:
@@ -658,20 +692,39 @@ def build_factor(
         )
 
     unit_str = f"kgCO2e/{spec.reference_unit}"
-    withheld = [c for c in stats.components if c.withheld]
+    pct = f"{float(spec.p_rule) * 100:g} %"
+    withheld = [c for c in stats.components if c.withheld_by == "reporters"]
+    dominated = [c for c in stats.components if c.withheld_by == "dominance"]
     withheld_en = withheld_zh = ""
-    if withheld:
+    if dominated:
         withheld_en = (
+            f" Not listed as exchanges (withheld by the {pct}-rule: one firm's share is too large): "
+            + "; ".join(c.name_en for c in dominated)
+            + "; their emissions are included in the footprint."
+        )
+        withheld_zh = (
+            f"未列为交换（按 {pct} 规则不予披露：单一企业占比过大）："
+            + "；".join(c.name_zh for c in dominated)
+            + "；其排放已计入碳足迹。"
+        )
+    if withheld:
+        withheld_en += (
             f" Not listed as exchanges (reported by fewer than {spec.min_participants} firms, withheld): "
             + "; ".join(c.name_en for c in withheld)
             + "; their emissions are included in the footprint."
         )
-        withheld_zh = (
+        withheld_zh += (
             f"未列为交换（报告企业少于 {spec.min_participants} 家，不予披露）："
             + "；".join(c.name_zh for c in withheld)
             + "；其排放已计入碳足迹。"
         )
-    if fp.merged_gases:
+    if fp.merged_gases and not fp.withheld_gases:  # a gas's cell failed the p %-rule: every gas merged
+        withheld_en += (
+            f" No gas is shown on its own (the {pct}-rule: one firm's share of a gas is too large); the footprint "
+            "includes every gas."
+        )
+        withheld_zh += f"按 {pct} 规则（单一企业占某气体比例过大）不分气体披露；碳足迹包含全部气体。"
+    elif fp.merged_gases:
         few, merged = ", ".join(fp.withheld_gases), ", ".join(fp.merged_gases)
         withheld_en += (
             f" Gases emitted by fewer than {spec.min_participants} firms ({few}) are not shown by gas: "
@@ -722,6 +775,7 @@ def build_factor(
         weighted_sd=fp.weighted_sd,
         gsd=fp.gsd,
         quantiles=dict(fp.quantiles or {}),
+        pedigree_gsd=pedigree_gsd(indicators),
     )
     return PublishedFactor(
         factor_id=fid,

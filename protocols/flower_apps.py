@@ -10,6 +10,7 @@ import copy
 import importlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from flwr.app import (
     Array,
     ArrayRecord,
     ConfigRecord,
+    ConfigRecordValues,
     Context,
     Error,
     Message,
@@ -71,12 +73,15 @@ from protocols.secagg import (
 __all__ = [
     "MESSAGE_TYPE_PLAIN",
     "MESSAGE_TYPE_SECAGG",
+    "NEXT_STAGE_FILE",
+    "STOP_FILE",
     "InProcessGrid",
     "InputProvider",
     "NodeConfigKey",
     "NodeInputs",
     "RecordKey",
     "RunConfigKey",
+    "StageOrder",
     "content_to_reply",
     "content_to_request",
     "handle_secagg_message",
@@ -85,8 +90,10 @@ __all__ = [
     "message_payload",
     "plain_server_app",
     "reply_to_content",
+    "request_stage_context",
     "request_to_content",
     "result_to_json",
+    "round_stage_context",
     "run_plain_sum",
     "run_secagg",
     "secagg_client_app",
@@ -137,6 +144,8 @@ class RecordKey:
     KEY_SHARES = "key-shares"
     VECTOR = "vector"
     PLAIN = "plainsum"
+    STAGE_CONTEXT = "stage-context"
+    """Advertise request (and the node's per-round state): the aggregator-signed disclosure-stage context, JSON."""
 
 
 class NodeConfigKey:
@@ -162,6 +171,20 @@ class RunConfigKey:
     RESULT_PATH = "result-path"
     VALUE_BITS = "value-bits"
     """Input bound b (values in [-2**b, 2**b)); 0 or absent: the default for the participant count."""
+    STAGE_CONTEXT = "stage-context"
+    """The first stage's aggregator-signed context (JSON, empty for none); sent in the advertise requests."""
+    RUN_TIMEOUT = "run-timeout"
+    """Seconds after its start until which the ServerApp waits for further stages of the run
+    (:data:`NEXT_STAGE_FILE`, :data:`STOP_FILE`); 0 or absent: the run is one secure sum."""
+
+
+NEXT_STAGE_FILE = "next-{}.json"
+"""The k-th stage after the first of a multi-stage run (k = 1, 2, ...), written by the aggregator next to
+``result-path`` once it has decided on the previous result: ``{"stage", "round_id", "vector_length",
+"participants", "threshold", "degree", "value_bits", "stage_context"}``. Its result goes to
+``result-<stage>.json`` in the same folder."""
+STOP_FILE = "stop.json"
+"""Written by the aggregator next to ``result-path`` when the run has no further stage: the ServerApp exits."""
 
 
 # =========================================================================== wire encoding
@@ -205,8 +228,12 @@ def _head(stage: Stage, round_id: str, party_key: str, party: int) -> dict[str, 
     return {RecordKey.STAGE: stage.value, RecordKey.ROUND_ID: round_id, party_key: party}
 
 
-def request_to_content(request: Request) -> RecordDict:
-    """Encode a server -> client protocol message as a RecordDict."""
+def request_to_content(request: Request, *, stage_context: str = "") -> RecordDict:
+    """Encode a server -> client protocol message as a RecordDict.
+
+    ``stage_context`` (the aggregator-signed context of the round's disclosure stage, JSON) travels
+    in the advertise request only; the node keeps it for the round's later messages.
+    """
     cfg = _head(request.stage, request.round_id, RecordKey.RECIPIENT, request.recipient)
     if isinstance(request, AdvertiseRequest):
         p = request.params
@@ -217,6 +244,8 @@ def request_to_content(request: Request) -> RecordDict:
             RecordKey.DEGREE: p.degree,
             RecordKey.VALUE_BITS: p.value_bits,
         }
+        if stage_context:
+            cfg[RecordKey.STAGE_CONTEXT] = stage_context
     elif isinstance(request, ShareKeysRequest):
         ads = request.advertisements
         cfg |= {
@@ -288,6 +317,23 @@ def content_to_request(content: RecordDict) -> Request:
     if len(signers) != len(signatures) or len(set(signers)) != len(signers):
         raise ProtocolViolation("signature columns differ in length or repeat a signer")
     return UnmaskRequest(round_id, me, dict(zip(signers, signatures, strict=True)))
+
+
+def request_stage_context(content: RecordDict) -> str:
+    """The stage context an advertise request carries (``""`` when none); raises ProtocolViolation if not a string."""
+    cfg = _cfg(content)
+    return _field(cfg, RecordKey.STAGE_CONTEXT, str) if RecordKey.STAGE_CONTEXT in cfg else ""
+
+
+def round_stage_context(context: Context, round_id: str) -> str:
+    """The stage context the advertise request of secagg round ``round_id`` carried in this run (``""``: none).
+
+    :func:`handle_secagg_message` keeps it in the node's per-round state before the provider runs,
+    so a provider reads the same context for every message of the round.
+    """
+    stored = context.state.config_records.get(RecordKey.STATE_PREFIX + round_id)
+    value = stored.get(RecordKey.STAGE_CONTEXT, "") if stored is not None else ""
+    return value if isinstance(value, str) else ""
 
 
 def reply_to_content(reply: Reply) -> RecordDict:
@@ -450,6 +496,7 @@ def run_secagg(
     degree: int | None = None,
     value_bits: int | None = None,
     timeout: float | None = 60.0,
+    stage_context: str = "",
 ) -> AggregateResult:
     """Run one secure-aggregation round over a Flower Grid.
 
@@ -470,6 +517,9 @@ def run_secagg(
     timeout : float | None
         Seconds to wait for replies at each stage; a node that has not replied by then
         has dropped out.
+    stage_context : str
+        The aggregator-signed context of the disclosure stage (JSON, ``""`` for none), sent with the
+        advertise requests.
 
     Returns
     -------
@@ -488,7 +538,7 @@ def run_secagg(
     server = SecAggServer(params, _roster_keys(roster))
 
     def exchange(requests: Mapping[int, Request]) -> dict[int, object]:
-        contents = {node: request_to_content(req) for node, req in requests.items()}
+        contents = {node: request_to_content(req, stage_context=stage_context) for node, req in requests.items()}
         replies, errors = _exchange(grid, contents, MESSAGE_TYPE_SECAGG, round_id, timeout)
         return _decode_replies(server, replies, errors)
 
@@ -558,35 +608,117 @@ def result_to_json(result: AggregateResult) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class StageOrder:
+    """One secure sum of a run: its secagg round id, parameters and where its result goes."""
+
+    round_id: str
+    vector_length: int
+    participants: tuple[int, ...]
+    threshold: int | None
+    degree: int | None
+    value_bits: int | None
+    stage_context: str
+    result_path: Path
+
+
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.replace(path)  # readers never see a half-written file
+
+
+def _first_order(cfg: Mapping[str, UserConfigValue], roster: Mapping[int, str]) -> StageOrder:
+    listed = str(cfg.get(RunConfigKey.PARTICIPANTS, "")).strip()
+    return StageOrder(
+        round_id=str(cfg[RunConfigKey.ROUND_ID]),
+        vector_length=int(cfg[RunConfigKey.VECTOR_LENGTH]),
+        participants=tuple(int(x) for x in listed.split(",")) if listed else tuple(sorted(roster)),
+        threshold=int(cfg.get(RunConfigKey.THRESHOLD, 0)) or None,
+        degree=int(cfg.get(RunConfigKey.DEGREE, 0)) or None,
+        value_bits=int(cfg.get(RunConfigKey.VALUE_BITS, 0)) or None,
+        stage_context=str(cfg.get(RunConfigKey.STAGE_CONTEXT, "") or ""),
+        result_path=Path(str(cfg[RunConfigKey.RESULT_PATH])),
+    )
+
+
+def _next_order(folder: Path, k: int, deadline: float, roster: Mapping[int, str]) -> StageOrder | None:
+    """Wait until ``deadline`` for the aggregator's k-th next stage; ``None`` on :data:`STOP_FILE` or time out."""
+    path = folder / NEXT_STAGE_FILE.format(k)
+    while not path.exists():
+        if (folder / STOP_FILE).exists():
+            return None
+        if time.monotonic() >= deadline:
+            log.warning("no further stage in %s before the run's time limit; the run ends", folder)
+            return None
+        time.sleep(PULL_INTERVAL / 2)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    stage = str(doc.get("stage", ""))
+    if not _STAGE_NAME.fullmatch(stage):
+        raise ValueError(f"{path}: stage {stage!r}; accepted: a lower-case stage name")
+    participants = tuple(int(n) for n in doc["participants"])
+    if not participants or not set(participants) <= set(roster):
+        raise ValueError(f"{path}: participants {list(participants)} are not a part of the run's roster")
+    return StageOrder(
+        round_id=str(doc["round_id"]),
+        vector_length=int(doc["vector_length"]),
+        participants=participants,
+        threshold=int(doc.get("threshold") or 0) or None,
+        degree=int(doc.get("degree") or 0) or None,
+        value_bits=int(doc.get("value_bits") or 0) or None,
+        stage_context=str(doc.get("stage_context") or ""),
+        result_path=folder / f"result-{stage}.json",
+    )
+
+
 def server_main(grid: Grid, context: Context, *, secure: bool) -> None:
-    """Run one round configured by :class:`RunConfigKey` keys and write its result JSON atomically."""
+    """Run the secure sums configured by :class:`RunConfigKey` keys, writing each result JSON atomically.
+
+    The first sum is the run config's; with ``run-timeout`` set, the ServerApp then waits for the
+    aggregator's next stage (:data:`NEXT_STAGE_FILE`) or :data:`STOP_FILE` beside ``result-path``, so
+    the stages of a round share one Flower run. The aggregator keeps its key and every decision: each
+    next stage, with its signed context, is written by it after it decided on the previous result.
+    A failed stage raises; ``run_config["result-path"]`` names the result file of the stage under
+    way, so a wrapper can report the failure there (:func:`pcf.flower_app.recording_server_app`).
+    """
+    started = time.monotonic()
     cfg = context.run_config
     roster_doc = json.loads(Path(str(cfg[RunConfigKey.ROSTER_PATH])).read_text(encoding="utf-8"))
     roster = {int(node): str(key) for node, key in roster_doc.items()}
-    listed = str(cfg.get(RunConfigKey.PARTICIPANTS, "")).strip()
-    participants = [int(x) for x in listed.split(",")] if listed else sorted(roster)
-    _wait_for_nodes(grid, participants, float(cfg.get(RunConfigKey.CONNECT_TIMEOUT, 30.0)))
-    round_id, length = str(cfg[RunConfigKey.ROUND_ID]), int(cfg[RunConfigKey.VECTOR_LENGTH])
+    order: StageOrder | None = _first_order(cfg, roster)
+    assert order is not None
+    _wait_for_nodes(grid, order.participants, float(cfg.get(RunConfigKey.CONNECT_TIMEOUT, 30.0)))
     timeout = float(cfg.get(RunConfigKey.STAGE_TIMEOUT, 60.0))
-    value_bits = int(cfg.get(RunConfigKey.VALUE_BITS, 0)) or None
-    if secure:
-        result = run_secagg(
-            grid,
-            participants,
-            round_id,
-            length,
-            roster,
-            threshold=int(cfg.get(RunConfigKey.THRESHOLD, 0)) or None,
-            degree=int(cfg.get(RunConfigKey.DEGREE, 0)) or None,
-            value_bits=value_bits,
-            timeout=timeout,
-        )
-    else:
-        result = run_plain_sum(grid, participants, round_id, length, value_bits=value_bits, timeout=timeout)
-    out = Path(str(cfg[RunConfigKey.RESULT_PATH]))
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(result_to_json(result)), encoding="utf-8")
-    tmp.replace(out)  # readers never see a half-written result
+    run_timeout = float(cfg.get(RunConfigKey.RUN_TIMEOUT, 0.0) or 0.0)
+    k = 0
+    while order is not None:
+        cfg[RunConfigKey.RESULT_PATH] = str(order.result_path)
+        if secure:
+            result = run_secagg(
+                grid,
+                order.participants,
+                order.round_id,
+                order.vector_length,
+                roster,
+                threshold=order.threshold,
+                degree=order.degree,
+                value_bits=order.value_bits,
+                timeout=timeout,
+                stage_context=order.stage_context,
+            )
+        else:
+            result = run_plain_sum(
+                grid, order.participants, order.round_id, order.vector_length,
+                value_bits=order.value_bits, timeout=timeout,
+            )  # fmt: skip
+        _write_json(order.result_path, result_to_json(result))
+        if run_timeout <= 0:
+            return
+        k += 1
+        order = _next_order(order.result_path.parent, k, started + run_timeout, roster)
 
 
 secagg_server_app = ServerApp()
@@ -675,22 +807,34 @@ def _provider(context: Context) -> InputProvider:
 def handle_secagg_message(message: Message, context: Context, provider: InputProvider | None = None) -> Message:
     """Answer one secure-aggregation stage, keeping the round's client state in ``context.state``."""
     request = content_to_request(message.content)
-    inputs = (provider or _provider(context))(context, request.round_id)
     state_key = RecordKey.STATE_PREFIX + request.round_id
     stored = context.state.config_records.get(state_key)
-    state = ClientState.from_json(cast(bytes, stored[RecordKey.STATE])) if stored is not None else None
-    client = SecAggClient(context.node_id, inputs.identity, inputs.roster, state=state, policy=inputs.policy)
+    state = (
+        ClientState.from_json(cast(bytes, stored[RecordKey.STATE]))
+        if stored is not None and RecordKey.STATE in stored
+        else None
+    )
     if isinstance(request, AdvertiseRequest):
         if state is not None and state.phase != ClientPhase.NEW:
             raise ProtocolViolation(
                 f"node {context.node_id}: round {request.round_id!r} was already started in this run; "
                 "a round's keys are advertised once"
             )
+        # The stage context arrives with the advertise request only: keep it for the round's later
+        # messages before the provider reads it (round_stage_context); the provider verifies it.
+        stored = ConfigRecord({RecordKey.STAGE_CONTEXT: request_stage_context(message.content)})
+        context.state.config_records[state_key] = stored
+    inputs = (provider or _provider(context))(context, request.round_id)
+    client = SecAggClient(context.node_id, inputs.identity, inputs.roster, state=state, policy=inputs.policy)
+    if isinstance(request, AdvertiseRequest):
         client.check_params(request.params)
         if inputs.claim is not None:
             inputs.claim()
     reply = client.handle(request, inputs.vector)
-    context.state.config_records[state_key] = ConfigRecord({RecordKey.STATE: client.state.to_json()})
+    kept: dict[str, ConfigRecordValues] = {RecordKey.STATE: client.state.to_json()}
+    if stored is not None and RecordKey.STAGE_CONTEXT in stored:
+        kept[RecordKey.STAGE_CONTEXT] = stored[RecordKey.STAGE_CONTEXT]
+    context.state.config_records[state_key] = ConfigRecord(kept)
     return Message(reply_to_content(reply), reply_to=message)
 
 

@@ -25,8 +25,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from protocols.canonical import Kind, digest
+from protocols.disclosure import STAGES
 from protocols.errors import AggregationError, InvalidSignature, ProtocolError
 from protocols.factor import PublishedFactor, build_factor
+from protocols.paillier.round_log import contribution_path
 from protocols.spec import KIND_HIST, SignedSpec, spec_hash, vector_layout, verify_spec
 from protocols.stats import OTHER_GASES, aggregate_statistics, merged_gases, withheld_slots
 from protocols.translog import (
@@ -35,6 +37,7 @@ from protocols.translog import (
     LEGACY_FORMAT,
     PUBLICATION,
     SPEC_PUBLISHED,
+    STAGE,
     LogEntry,
     verify_chain,
 )
@@ -123,6 +126,31 @@ def check_chain(
     report.checks.append(f"hash chain and signatures of {len(entries)} log entries")
 
 
+def _check_stages(entries: Sequence[LogEntry], round_id: str, n: int, agg: LogEntry, report: VerifyReport) -> None:
+    """The round's disclosure stages (``protocols.disclosure``), as logged before its aggregate: each once, in order, each proceeding over ``n``."""
+    stages = [e for e in _find(entries, STAGE, round_id=round_id) if e.seq < agg.seq]
+    names = [str(e.payload.get("stage")) for e in stages]
+    if names != [str(s) for s in STAGES]:
+        raise ProvenanceError(
+            f"round {round_id!r} logs the stages {names} before its aggregate; expected {[str(s) for s in STAGES]}", agg.seq
+        )
+    for e in stages:
+        if e.payload.get("decision") != "proceed" or e.payload.get("n") != n:
+            raise ProvenanceError(
+                f"stage {e.payload.get('stage')} of round {round_id!r} was logged as {e.payload.get('decision')!r} over "
+                f"{e.payload.get('n')} firms; a published round proceeds through every stage over its n = {n}",
+                e.seq,
+            )
+    report.checks.append(
+        f"the round's four disclosure stages logged in order, each proceeding over the same {n} firms "
+        f"(seq {', '.join(str(e.seq) for e in stages)})"
+    )
+    report.unverified.append(
+        "the p %-rule's share bits (dominance and cells stages): the log carries salted commitments to their sums, "
+        "which the association can open to an auditor; the public cannot check them"
+    )
+
+
 def check_factor(
     entries: Sequence[LogEntry], aggregator_public_key: str, factor: PublishedFactor, report: VerifyReport
 ) -> None:
@@ -193,22 +221,41 @@ def check_factor(
         logged_other = agg.payload.get("other_gases")
         other_gases = None if logged_other is None else _decimal(logged_other["sum"])
         logged_merged = None if logged_other is None else [str(g) for g in logged_other["gases"]]
+        dominated = [str(c) for c in agg.payload.get("dominated") or []]
     except (KeyError, TypeError, ValueError):
         raise ProvenanceError(
             "the aggregate entry lacks n, summed or contributions, or its other_gases is malformed", agg.seq
         ) from None
     if spec.protocol == "paillier":
+        # One receipt per member and disclosure stage (the member-signed path names the stage), every
+        # stage from the screen's members; the aggregate lists every stage's contributions.
         receipts = [e for e in _find(entries, CONTRIBUTION_RECEIPT, round_id=round_id) if e.seq < agg.seq]
-        members = [e.payload.get("member") for e in receipts]
-        if len(set(members)) != len(members):
-            raise ProvenanceError(f"a member has two contribution receipts in round {round_id!r}", agg.seq)
-        if sorted(str(e.payload.get("contribution_hash")) for e in receipts) != sorted(map(str, hashes)) or len(hashes) != n:
+        by_stage: dict[str, list[str]] = {}
+        for e in receipts:
+            stage = next((str(s) for s in STAGES if e.payload.get("path") == contribution_path(round_id, str(s))), None)
+            if stage is None:
+                raise ProvenanceError(f"a contribution receipt of round {round_id!r} names no stage's path", e.seq)
+            by_stage.setdefault(stage, []).append(str(e.payload.get("member")))
+        cohort = sorted(by_stage.get(str(STAGES[0]), []))
+        for stage, members in by_stage.items():
+            if len(set(members)) != len(members):
+                raise ProvenanceError(
+                    f"a member has two contribution receipts for stage {stage} of round {round_id!r}", agg.seq
+                )
+            if sorted(members) != cohort:
+                raise ProvenanceError(
+                    f"stage {stage} of round {round_id!r} has receipts from other members than the screen's", agg.seq
+                )
+        if (sorted(str(e.payload.get("contribution_hash")) for e in receipts) != sorted(map(str, hashes))
+                or len(cohort) != n):
             raise ProvenanceError(
-                f"the aggregate counts n = {n} contributions, which do not match the {len(receipts)} receipts of "
+                f"the aggregate counts n = {n} contributions, which do not match the {len(cohort)} members' receipts of "
                 f"round {round_id!r}",
                 agg.seq,
             )
-        report.checks.append(f"n = {n} matches the round's {len(receipts)} countersigned receipts, one per member")
+        report.checks.append(
+            f"n = {n} matches the round's countersigned receipts, one per member and stage ({len(receipts)} in all)"
+        )
     if factor.provenance.transparency_log_entry != agg.entry_hash or factor.provenance.round_id != round_id:
         raise ProvenanceError("the factor's provenance does not name the round's aggregate entry", pub.seq)
 
@@ -228,10 +275,11 @@ def check_factor(
                 filled.append(None if value is None else int(value))
         # The component and gas rules, recomputed from the logged reporter counts: what they cover
         # must be withheld (else the log discloses a few firms' values), and nothing else may be.
-        must = set(withheld_slots(spec, filled))
-        merged = merged_gases(spec, filled)
+        must = set(withheld_slots(spec, filled, dominated))
+        merged = merged_gases(spec, filled, dominated)
     except (AggregationError, TypeError, ValueError) as exc:
         raise ProvenanceError(f"the logged aggregate is malformed: {exc}", agg.seq) from None
+    _check_stages(entries, round_id, n, agg, report)
     shown_anyway = [s.name for s, v in zip(slots, filled, strict=True) if s.name in must and v is not None]
     if shown_anyway:
         raise ProvenanceError(
@@ -247,7 +295,7 @@ def check_factor(
         )
     try:
         # refuses a withheld slot the rules do not cover, and a merged sum that contradicts shown slots
-        stats = aggregate_statistics(spec, filled, n, other_gases=other_gases)
+        stats = aggregate_statistics(spec, filled, n, other_gases=other_gases, dominated=dominated)
     except AggregationError as exc:
         raise ProvenanceError(f"the logged aggregate is inconsistent: {exc}", agg.seq) from None
     if not stats.disclosure.publish:
@@ -279,7 +327,12 @@ def check_factor(
             f"withheld components ({names}): reported by fewer than {spec.min_participants} firms, so the log "
             f"withholds their slots ({', '.join(sorted(must - gas_slots))}) and nothing is published about them"
         )
-    if merged:
+    if dominated:
+        report.unverified.append(
+            f"cells withheld by the p %-rule ({', '.join(dominated)}): the decision rests on the cohort's summed "
+            "share bits, which the log commits to (stage entries) but does not show"
+        )
+    if merged and not any(c.startswith("wF[") for c in dominated):
         report.unverified.append(
             f"withheld gases ({', '.join(stats.footprint.withheld_gases)}): emitted by fewer than "
             f"{spec.min_participants} firms, so the log withholds the per-gas sums of {', '.join(merged)} "

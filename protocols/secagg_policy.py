@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from protocols.secagg import ProtocolViolation, RoundParams
-from protocols.spec import RoundSpec, vector_layout
+from protocols.spec import RoundSpec, other_gases_slot, vector_layout
 
 __all__ = [
     "MIN_THRESHOLD_FRACTION",
@@ -58,7 +58,9 @@ def spec_degree(spec: RoundSpec, participants: int) -> int:
 
 def spec_value_bits(spec: RoundSpec) -> int:
     """Input bound ``b`` of a round (inputs in [-2**b, 2**b)): the smallest with every slot's ``bound_int < 2**b``."""
-    return max(max(slot.bound_int for slot in vector_layout(spec)).bit_length(), 1)
+    merged = other_gases_slot(spec)  # the values stage's merged-gases slot (protocols.disclosure)
+    bounds = [slot.bound_int for slot in vector_layout(spec)] + ([merged.bound_int] if merged is not None else [])
+    return max(max(bounds).bit_length(), 1)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class RoundPolicy:
         The spec's input bound (:func:`spec_value_bits`).
     neighbourhood_size
         The spec's ``secagg.neighbourhood_size``; ``None``: the complete graph.
+    cohort
+        For a disclosure stage after ``screen``: exactly these participants.
     """
 
     round_id: str
@@ -90,6 +94,9 @@ class RoundPolicy:
     vector_length: int
     value_bits: int
     neighbourhood_size: int | None = None
+    cohort: frozenset[int] | None = None
+    """Node ids a stage after ``screen`` must sum over exactly (the screen's contributors,
+    ``protocols.disclosure``); ``None``: any subset of the roster."""
 
     @classmethod
     def from_spec(cls, spec: RoundSpec, roster: Collection[int | str]) -> RoundPolicy:
@@ -129,6 +136,11 @@ class RoundPolicy:
             raise RoundRefused(
                 f"{where}: participants {strangers} are not in the signed roster; accepted: members of the "
                 f"roster ({len(self.roster)} nodes)"
+            )
+        if self.cohort is not None and set(params.participants) != self.cohort:
+            raise RoundRefused(
+                f"{where}: participants {sorted(params.participants)}; accepted: exactly the screen stage's cohort "
+                f"{sorted(self.cohort)} (every stage sums over the same firms)"
             )
         n = len(params.participants)
         if n < self.min_participants:

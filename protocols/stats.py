@@ -61,7 +61,7 @@ withholding.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any, Final, Literal
@@ -69,7 +69,16 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from protocols.encoding import exact, from_ring
+from protocols.disclosure import (
+    FOOTPRINT,
+    FOOTPRINT_UNWEIGHTED,
+    MIN_PARTICIPANTS_FLOOR,
+    PRODUCTION,
+    assemble_summed,
+    merged_gases_of,
+    read_screen,
+)
+from protocols.encoding import from_ring
 from protocols.errors import AggregationError
 from protocols.spec import (
     COMPONENT_VALUE_KINDS,
@@ -78,9 +87,12 @@ from protocols.spec import (
     KIND_N,
     KIND_NF,
     KIND_WF,
+    KIND_WX,
+    OTHER_GASES,
     RoundSpec,
     Slot,
     fmt_number,
+    other_gases_slot,
     spec_hash,
     vector_layout,
 )
@@ -104,6 +116,8 @@ __all__ = [
     "merged_gases",
     "other_gases_sum",
     "reporter_counts",
+    "staged_statistics",
+    "staged_summed",
     "unchecked_components",
     "withheld_gases",
     "withheld_slots",
@@ -111,11 +125,10 @@ __all__ = [
 
 #: Footprint quantiles reported, as probabilities; keys are ``"p5"``, ``"p25"``, ...
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.50, 0.75, 0.95)
-#: Key of the per-gas footprint under which the gas-level rule merges gases (module docstring);
-#: no gas of a spec can have this name (gas names have no spaces).
-OTHER_GASES: Final = "other gases"
+#: The cells whose failing the p %-rule suppresses the round (the others are withheld).
+FATAL_CELLS: Final = frozenset({PRODUCTION, FOOTPRINT, FOOTPRINT_UNWEIGHTED})
 
-DisclosureRule = Literal["min_participants", "dominance"]
+DisclosureRule = Literal["min_participants", "dominance", "cohort"]
 
 
 # ---------------------------------------------------------------------------------------- disclosure
@@ -131,73 +144,45 @@ class DisclosureDecision:
     message: str
     n: int
     min_participants: int
-    concentration: float
-    """``sqrt(sum w^2) / sum w``; see :func:`check_disclosure`."""
-    threshold: float
+    p_percent: float
+    """The p %-rule's p, in percent (``protocols.disclosure``)."""
+    dominated: tuple[str, ...] = ()
+    """The cells the p %-rule failed (``protocols.disclosure``): withheld components, or gases shown only in the total."""
 
 
-def check_disclosure(
-    spec: RoundSpec,
-    n: int,
-    sum_w: float | Fraction,
-    sum_w2: float | Fraction,
-) -> DisclosureDecision:
-    """Apply the round's disclosure rules to the participant count and the weight sums.
+def check_disclosure(spec: RoundSpec, n: int, dominated: Collection[str] = ()) -> DisclosureDecision:
+    """The round-level rules on the participant count and the cells the dominance stages failed.
 
-    Rules, in order:
-
-    1. ``min_participants``: suppress when ``n < spec.min_participants``.
-    2. ``dominance``: suppress when ``c = sqrt(sum w^2) / sum w`` exceeds
-       ``spec.dominance_threshold``.
-
-    The aggregator sees only sums, not the largest weight, so rule 2 screens with ``c``. With
-    ``p_max`` the largest firm's share of production,
-
-        ``c^2 <= p_max <= c``
-
-    (``sum w^2 >= w_max^2`` gives the right side; ``sum w^2 <= w_max * sum w`` the left). Hence
-    publishing (``c <= t``) guarantees ``p_max <= t``: the screen is conservative. It is also loose:
-    it suppresses some rounds whose largest share is below ``t`` (anything down to ``c^2``), and
-    since ``c >= 1 / sqrt(n)`` (equality for equal weights) a round with ``n < 1 / t^2`` firms is
-    always suppressed (``t = 0.6``: n <= 2).
-
-    The comparison is exact (``sum_w2 > t^2 * sum_w^2`` on rationals). The sums are taken at their
-    exact value; the threshold at the decimal it is written as in the spec (``0.6`` is 3/5, not the
-    binary float just below it), so a concentration of exactly 0.6 passes a threshold of 0.6.
+    1. ``min_participants``: suppress when ``n < max(spec.min_participants, 3)``.
+    2. ``dominance``: suppress when the production or a footprint total failed the p %-rule
+       (:mod:`protocols.disclosure`; a failing component or gas is withheld instead, not fatal).
     """
-    sw, sw2 = exact(sum_w, "sum_w"), exact(sum_w2, "sum_w2")
-    t = Fraction(repr(spec.dominance_threshold))
-    conc = math.sqrt(float(sw2)) / float(sw) if sw > 0 else math.inf
-    common = {
-        "n": n,
-        "min_participants": spec.min_participants,
-        "concentration": conc,
-        "threshold": spec.dominance_threshold,
-    }
-    if n < spec.min_participants:
+    least = max(spec.min_participants, MIN_PARTICIPANTS_FLOOR)
+    pct = float(spec.p_rule) * 100
+    common = {"n": n, "min_participants": spec.min_participants, "p_percent": pct, "dominated": tuple(dominated)}
+    if n < least:
         return DisclosureDecision(
             publish=False,
             rule="min_participants",
-            message=f"{n} participant(s); the round publishes only with at least {spec.min_participants}",
+            message=f"{n} participant(s); the round publishes only with at least {least}",
             **common,  # type: ignore[arg-type]
         )
-    if sw <= 0 or sw2 > t * t * sw * sw:
+    fatal = [c for c in dominated if c in FATAL_CELLS]
+    if fatal:
         return DisclosureDecision(
             publish=False,
             rule="dominance",
             message=(
-                f"concentration sqrt(Σw²)/Σw = {conc:.4f} exceeds the dominance threshold "
-                f"{fmt_number(spec.dominance_threshold)}: one firm may hold a share of production above it"
+                f"the {fatal[0]} total fails the {pct:g} %-rule: one firm holds so large a share that another "
+                f"could estimate it within {pct:g} %"
             ),
             **common,  # type: ignore[arg-type]
         )
+    shown = f"; withheld by the {pct:g} %-rule: {', '.join(dominated)}" if dominated else ""
     return DisclosureDecision(
         publish=True,
         rule=None,
-        message=(
-            f"{n} participants; concentration {conc:.4f} <= {fmt_number(spec.dominance_threshold)}, so no firm "
-            "holds more than that share of production"
-        ),
+        message=f"{n} participants; every published total passes the {pct:g} %-rule{shown}",
         **common,  # type: ignore[arg-type]
     )
 
@@ -219,7 +204,8 @@ class ComponentStatistics:
     reporters: int
     """Firms with a non-zero value of the component (the sum of its ``n[c]`` slot)."""
     withheld: bool
-    """``0 < reporters < min_participants``: no statistic is computed or published (module docstring)."""
+    """No statistic is computed or published: ``0 < reporters < min_participants``, or its cell failed the p %-rule."""
+    withheld_by: Literal["reporters", "dominance"] | None
     production: float
     """Σw, the production the statistics cover."""
     weighted_mean: float | None
@@ -274,7 +260,6 @@ class AggregateStatistics:
     spec_hash: str
     n: int
     production: float
-    concentration: float
     disclosure: DisclosureDecision
     components: tuple[ComponentStatistics, ...]
     footprint: FootprintStatistics
@@ -301,7 +286,6 @@ class AggregateStatistics:
         footprint.pop("histogram")
         out |= {
             "production": self.production,
-            "concentration": self.concentration,
             "components": [asdict(c) for c in self.components],
             "footprint": footprint,
         }
@@ -365,20 +349,38 @@ def reporter_counts(spec: RoundSpec, summed: Sequence[int | None]) -> list[int]:
     return counts
 
 
-def withheld_slots(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
+def _dominated_components(spec: RoundSpec, dominated: Collection[str]) -> set[int]:
+    """Indexes of the components whose cell (``wx[c]`` or ``x[c]``) failed the p %-rule."""
+    return {
+        i for i, c in enumerate(spec.components) if f"wx[{c.name_en}]" in dominated or f"x[{c.name_en}]" in dominated
+    }
+
+
+def _gas_dominated(dominated: Collection[str]) -> bool:
+    """Whether a gas's cell failed the p %-rule: then every gas is shown only in the total."""
+    return any(c.startswith("wF[") for c in dominated)
+
+
+def withheld_slots(spec: RoundSpec, summed: Sequence[int | None], dominated: Collection[str] = ()) -> list[str]:
     """Names of the slots the disclosure rules withhold, in layout order.
 
-    The value slots (``x``, ``wx``, ``wx2``) of the components the component rule withholds, and
-    the ``wF`` slots of the :func:`merged_gases`. The aggregator MUST NOT store or publish these
-    sums: each is, or would let a reader subtract, the value of fewer than ``min_participants``
-    firms (module docstring). Reporter counts stay.
+    The value slots (``x``, ``wx``, ``wx2``) of the components the component rule withholds or whose
+    cell failed the p %-rule (``dominated``, :mod:`protocols.disclosure`), and the ``wF`` slots of
+    the :func:`merged_gases`. The aggregator MUST NOT store or publish these sums: each is, or would
+    let a reader subtract, the value of fewer than ``min_participants`` firms, or of one firm within
+    p % (module docstring). Reporter counts stay.
     """
     reporters = reporter_counts(spec, summed)
-    merged = set(merged_gases(spec, summed))
+    merged = set(merged_gases(spec, summed, dominated))
+    blocked = _dominated_components(spec, dominated)
     return [
         s.name
         for s in vector_layout(spec)
-        if (s.kind in COMPONENT_VALUE_KINDS and s.component is not None and is_withheld(spec, reporters[s.component]))
+        if (
+            s.kind in COMPONENT_VALUE_KINDS
+            and s.component is not None
+            and (is_withheld(spec, reporters[s.component]) or s.component in blocked)
+        )
         or (s.kind in GAS_VALUE_KINDS and s.gas in merged)
     ]
 
@@ -410,24 +412,23 @@ def withheld_gases(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
     return [g for g, k in gas_reporter_counts(spec, summed).items() if is_withheld(spec, k)]
 
 
-def merged_gases(spec: RoundSpec, summed: Sequence[int | None]) -> list[str]:
+def merged_gases(spec: RoundSpec, summed: Sequence[int | None], dominated: Collection[str] = ()) -> list[str]:
     """The gases shown only summed, as :data:`OTHER_GASES`, in spec order; empty when no gas is withheld.
 
     The withheld gases, plus the complementary gas: of the gases at least ``min_participants``
     firms emit, the one with the most reporters (the first in spec order on a tie), so that the
-    merged sum is never the withheld gases' few emitters' values alone (module docstring).
+    merged sum is never the withheld gases' few emitters' values alone (module docstring). When a
+    gas's cell failed the p %-rule (``dominated``), every gas: the per-gas breakdown is not shown.
     """
     counts = gas_reporter_counts(spec, summed)
-    merged = {g for g, k in counts.items() if is_withheld(spec, k)}
-    if not merged:
-        return []
-    candidates = [g for g, k in counts.items() if k >= spec.min_participants]
-    if candidates:
-        merged.add(max(candidates, key=counts.__getitem__))  # max keeps the first of equals: spec order
-    return [g for g in counts if g in merged]
+    if counts and _gas_dominated(dominated):
+        return list(counts)
+    return merged_gases_of(spec, counts)
 
 
-def other_gases_sum(spec: RoundSpec, summed: Sequence[int | None]) -> Fraction | None:
+def other_gases_sum(
+    spec: RoundSpec, summed: Sequence[int | None], dominated: Collection[str] = ()
+) -> Fraction | None:
     """Σ over the :func:`merged_gases` of their ``wF[g]`` sums, in the slots' unit; ``None`` when none is merged.
 
     What the aggregator stores and publishes in place of the merged gases' slots: a sum over at
@@ -439,7 +440,7 @@ def other_gases_sum(spec: RoundSpec, summed: Sequence[int | None]) -> Fraction |
     AggregationError
         Wrong vector length, a missing reporter slot, or a merged gas's ``wF`` slot that is missing.
     """
-    merged = set(merged_gases(spec, summed))
+    merged = set(merged_gases(spec, summed, dominated))
     if not merged:
         return None
     total = Fraction(0)
@@ -470,6 +471,65 @@ def _variance(second: Fraction, second_err: Fraction, mean: Fraction, mean_err: 
     return max(var, Fraction(0))
 
 
+def _quantised(bound: float, scale: int) -> Fraction:
+    return Fraction(round(Fraction(bound) * scale), scale)
+
+
+def _check_means_within_bounds(
+    spec: RoundSpec,
+    slots: Sequence[Slot],
+    sums: dict[str, int],
+    n: int,
+    sw: Fraction,
+    other_gases: Fraction | None,
+    merged: Sequence[str],
+) -> None:
+    """Every weighted mean the sums imply lies within its plausibility bound (to the slots' rounding).
+
+    Each honest firm's value is within its bound, so each weighted mean is too: ``|Σ w·x| <= B·Σ w``.
+    A modified node can still send a ``w·x`` slot that no admissible ``x`` gives with its ``w``
+    (e.g. its production times a hundred times the bound); the slot bounds alone allow that, this
+    check does not (``docs/input_validity.md``: it cuts the shift such a liar causes 8-90 times).
+    """
+    fp = spec.footprint
+    bf = _quantised(fp.bound, fp.scale)
+    total_wf = Fraction(0)
+    total_err = Fraction(0)
+    for s in slots:
+        if s.name not in sums or s.kind not in (KIND_WX, KIND_WF):
+            continue
+        value = Fraction(sums[s.name]) / s.scale
+        err = _rounding(s, n)
+        if s.kind == KIND_WX:
+            c = spec.components[s.component]  # type: ignore[index]  # wx slots name their component
+            bound, what = _quantised(c.bound, c.scale), f"component {c.name_en!r}"
+        else:
+            bound, what = bf, f"gas {s.gas!r}"
+            if other_gases is None or s.gas not in merged:  # merged gases count once, in their sum
+                total_wf += value
+                total_err += err
+        if abs(value) > bound * sw + err:
+            raise AggregationError(
+                f"{what}: the sums imply a weighted mean of {float(value / sw):.6g}, beyond its plausibility bound "
+                f"{float(bound):.6g}; no set of admissible contributions gives it"
+            )
+    merged_slot = other_gases_slot(spec)
+    if other_gases is not None and merged_slot is not None:
+        err = _rounding(merged_slot, n)  # the merged slot may be coarsened: half a step per firm
+        if abs(other_gases) > len(merged) * bf * sw + err:
+            raise AggregationError(
+                f"the merged gases' sum implies a weighted mean beyond {len(merged)} x the footprint bound"
+            )
+        total_wf += other_gases
+        total_err += err
+    lower = -bf if fp.allow_negative else Fraction(0)
+    if any(s.kind == KIND_WF for s in slots) and not (lower * sw - total_err <= total_wf <= bf * sw + total_err):
+        raise AggregationError(
+            f"the footprint's sums imply a weighted mean of {float(total_wf / sw):.6g}, outside "
+            f"[{float(lower):.6g}, {float(bf):.6g}]; no set of admissible contributions gives it"
+        )
+
+
 def _sqrt(value: Fraction) -> float:
     return math.sqrt(float(value))
 
@@ -483,6 +543,7 @@ def aggregate_statistics(
     n: int,
     *,
     other_gases: Fraction | None = None,
+    dominated: Collection[str] = (),
 ) -> AggregateStatistics:
     """Compute the round's statistics from the slot-wise sums of ``n`` contributions.
 
@@ -499,6 +560,9 @@ def aggregate_statistics(
     other_gases
         The merged gases' sum (:func:`other_gases_sum`, as the public log carries it); needed only
         when their ``wF`` slots are ``None``. When the slots are given too, it must equal their sum.
+    dominated
+        The cells the dominance stages failed (:mod:`protocols.disclosure`): their components are
+        withheld, a gas's makes every gas merged, a production or footprint total's suppresses.
 
     Returns
     -------
@@ -525,9 +589,10 @@ def aggregate_statistics(
         )
     if summed[0] is None or int(summed[0]) != n:  # slot 0 is the count
         raise AggregationError(f"count slot sums to {summed[0]} but n = {n}: contributions are missing or extra")
-    withheld = set(withheld_slots(spec, summed))
+    withheld = set(withheld_slots(spec, summed, dominated))
     gas_reporters = gas_reporter_counts(spec, summed)
-    merged = merged_gases(spec, summed)
+    merged = merged_gases(spec, summed, dominated)
+    blocked = _dominated_components(spec, dominated)
     sums: dict[str, int] = {}
     for s, given in zip(slots, summed, strict=True):
         if given is None:
@@ -557,14 +622,12 @@ def aggregate_statistics(
 
     stats = set(spec.statistics)
     sw = value("w")
-    sw2 = value("w2")
-    assert sw is not None and sw2 is not None  # always in the layout
-    # Take Σw² at its upper rounding bound so a coarsened w2 slot cannot loosen the dominance screen.
-    disclosure = check_disclosure(spec, n, sw, sw2 + err("w2"))
+    assert sw is not None  # always in the layout
+    disclosure = check_disclosure(spec, n, dominated)
 
     components: list[ComponentStatistics] = []
     for j, c in enumerate(spec.components):
-        if is_withheld(spec, reporters[j]):
+        if is_withheld(spec, reporters[j]) or j in blocked:
             components.append(
                 ComponentStatistics(
                     flow=c.flow,
@@ -575,6 +638,7 @@ def aggregate_statistics(
                     n=n,
                     reporters=reporters[j],
                     withheld=True,
+                    withheld_by="reporters" if is_withheld(spec, reporters[j]) else "dominance",
                     production=float(sw),
                     weighted_mean=None,
                     mean=None,
@@ -607,6 +671,7 @@ def aggregate_statistics(
                 n=n,
                 reporters=reporters[j],
                 withheld=False,
+                withheld_by=None,
                 production=float(sw),
                 weighted_mean=float(m_w) if m_w is not None and "weighted_mean" in stats else None,
                 mean=float(sx / n) if sx is not None else None,
@@ -631,7 +696,7 @@ def aggregate_statistics(
             )
     if merged:
         if all(f"wF[{g}]" in sums for g in merged):
-            from_slots = other_gases_sum(spec, summed)
+            from_slots = other_gases_sum(spec, summed, dominated)
             if other_gases is not None and other_gases != from_slots:
                 raise AggregationError(
                     f"the merged sum of {OTHER_GASES} ({', '.join(merged)}) is given as {other_gases} but their "
@@ -645,6 +710,7 @@ def aggregate_statistics(
             )
     elif other_gases is not None:
         raise AggregationError(f"a merged sum of {OTHER_GASES} was given but no gas is withheld")
+    _check_means_within_bounds(spec, slots, sums, n, sw, other_gases if merged else None, merged)
     if gas_reporters:  # the per-gas slots are in the layout
         by_gas = {g: value(f"wF[{g}]") / sw for g in fp.gases if g not in merged}  # type: ignore[operator]
         if merged:
@@ -696,11 +762,44 @@ def aggregate_statistics(
         spec_hash=spec_hash(spec),
         n=n,
         production=float(sw),
-        concentration=disclosure.concentration,
         disclosure=disclosure,
         components=tuple(components),
         footprint=footprint,
     )
+
+
+def staged_summed(
+    spec: RoundSpec, screen_sum: Sequence[int], values_sum: Sequence[int], dominated: Collection[str] = ()
+) -> tuple[list[int | None], Fraction | None]:
+    """The full layout's sums from a round's two sum stages (:mod:`protocols.disclosure`), and the merged gases' sum.
+
+    ``None`` where nothing was collected (withheld components, merged gases: their sum is one
+    value); when a gas's cell failed the p %-rule, the per-gas sums are folded into the merged sum
+    too, so that only the footprint total is shown. What :func:`aggregate_statistics` takes.
+    """
+    screen = read_screen(spec, screen_sum)
+    summed, other = assemble_summed(spec, screen_sum, values_sum, screen.withheld(spec), screen.merged(spec))
+    if _gas_dominated(dominated):
+        for i, s in enumerate(vector_layout(spec)):
+            value = summed[i]
+            if s.kind == KIND_WF and value is not None:
+                other = (other or Fraction(0)) + Fraction(value) / s.scale
+                summed[i] = None
+    return summed, other
+
+
+def staged_statistics(
+    spec: RoundSpec, screen_sum: Sequence[int], values_sum: Sequence[int], dominated: Collection[str] = ()
+) -> AggregateStatistics:
+    """The round's statistics from its two sum stages and the cells that failed (:func:`staged_summed`).
+
+    Raises
+    ------
+    AggregationError
+        As :func:`aggregate_statistics`, or a stage sum of the wrong length or with impossible counts.
+    """
+    summed, other = staged_summed(spec, screen_sum, values_sum, dominated)
+    return aggregate_statistics(spec, summed, int(screen_sum[0]), other_gases=other, dominated=dominated)
 
 
 # -------------------------------------------------------------------------------------- cross-check
@@ -761,7 +860,11 @@ def unchecked_components(spec: RoundSpec, stats: AggregateStatistics) -> list[Un
                     reason="withheld",
                     nominal=None,
                     note=(
-                        f"withheld: {c.reporters} firm(s) report it, fewer than min_participants "
+                        f"withheld by the {float(spec.p_rule) * 100:g} %-rule: one firm holds so large a share of it "
+                        "that another could estimate that firm's part; its emissions are in the footprint but not in "
+                        "the inventory"
+                        if c.withheld_by == "dominance"
+                        else f"withheld: {c.reporters} firm(s) report it, fewer than min_participants "
                         f"{spec.min_participants}; its emissions are in the footprint but not in the inventory"
                     ),
                 )

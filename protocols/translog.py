@@ -44,6 +44,7 @@ __all__ = [
     "PUBLICATION",
     "ROSTER",
     "SPEC_PUBLISHED",
+    "STAGE",
     "SUPPRESSION",
     "ChainBreak",
     "LogEntry",
@@ -75,6 +76,8 @@ AGGREGATE: Final = "aggregate"
 (slot names), ``histogram_commitment``, ``contributions`` (hashes, sorted), and ``other_gases`` (``gases``, ``sum``)
 when the gas-level disclosure rule merged gases (``aggregator.rounds.public_log_other_gases``)."""
 SUPPRESSION: Final = "suppression"
+STAGE: Final = "stage"
+"""One disclosure stage decided (``protocols.disclosure``): its decision and a salted commitment to its sums."""
 """payload: ``round_id``, ``rule``, ``detail``."""
 PUBLICATION: Final = "publication"
 """payload: ``round_id``, ``factor_id``, ``version``, ``document_hash`` (``protocols.provenance.document_hash``)."""
@@ -84,7 +87,7 @@ ROSTER: Final = "roster"
 """payload: ``round_id``, ``spec_hash``, ``roster`` (Flower node id -> member identity key), ``signature``
 (the aggregator's roster signature members verify, ``protocols.roster``) and, when the members enrolled with
 membership certificates, ``certificates`` (member -> certificate; ``protocols.roster.roster_log_payload``)."""
-ENTRY_TYPES: Final = (SPEC_PUBLISHED, ROSTER, CONTRIBUTION_RECEIPT, AGGREGATE, SUPPRESSION, PUBLICATION, ABORT)
+ENTRY_TYPES: Final = (SPEC_PUBLISHED, ROSTER, CONTRIBUTION_RECEIPT, STAGE, AGGREGATE, SUPPRESSION, PUBLICATION, ABORT)
 
 
 class LogEntry(BaseModel):

@@ -83,16 +83,16 @@ https = Https()
 
 
 def _fake_runner(inputs_path: str | None, delay: float) -> Any:
-    def run_secagg(spec: Any, roster: Sequence[Any]) -> tuple[list[int], int]:
+    """Sums every disclosure stage in the clear from the members' full vectors in ``inputs_path`` (fingerprint -> ints)."""
+    from stage_runner import stage_runner
+
+    def rows_of(spec: Any, roster: Sequence[Any]) -> dict[str, list[int]]:
         if delay:
             time.sleep(delay)
         table: dict[str, list[int]] = json.loads(Path(inputs_path).read_text()) if inputs_path else {}
-        rows = [table[m.fingerprint] for m in roster if m.fingerprint in table]
-        if not rows:
-            return [], 0
-        return [sum(col) for col in zip(*rows, strict=True)], len(rows)
+        return {m.identity_public_key: table[m.fingerprint] for m in roster if m.fingerprint in table}
 
-    return run_secagg
+    return stage_runner(rows_of)
 
 
 def make_app() -> Any:

@@ -35,7 +35,6 @@ def example_spec(
     protocol: Literal["secagg", "paillier"] = "secagg",
     min_participants: int = 3,
     max_participants: int = 1000,
-    dominance_threshold: float = 0.6,
     electricity_co2_kg_per_kwh: float = 0.5703,
     deadline: datetime | None = None,
     **overrides: Any,
@@ -100,7 +99,6 @@ def example_spec(
         "background_factors": background,
         "min_participants": min_participants,
         "max_participants": max_participants,
-        "dominance_threshold": dominance_threshold,
         "protocol": protocol,
         "deadline": deadline or datetime(2025, 6, 30, 16, 0, tzinfo=UTC),
     }
@@ -122,8 +120,8 @@ def example_firms(spec: RoundSpec) -> list[FirmInput]:
     """Four fictitious smelters for :func:`example_spec` (values per t of aluminium).
 
     Their footprints follow the round's background exactly (:func:`footprint_from_components`), so
-    the linearity cross-check of :mod:`protocols.stats` closes to rounding. The weights give a
-    concentration of about 0.56, just under the default dominance threshold 0.6.
+    the linearity cross-check of :mod:`protocols.stats` closes to rounding. The largest holds 44 %
+    of production, below the p %-rule's 1/(2+p) = 47.6 % (:mod:`protocols.disclosure`).
     """
     table = [  # name, production t, alumina t, anode t, electricity kWh, CO2 kg, CF4 kg, C2F6 kg
         ("Smelter A", 1_200_000, 1.925, 0.415, 13_350.0, 1525.0, 0.032, 0.0035),

@@ -116,6 +116,9 @@ class MemoryFactorRepository:
     def versions(self, factor_id: str) -> list[PublishedFactor]:
         return [f for f in self._factors if f.factor_id == factor_id]
 
+    def cohort_sizes(self, factor_id: str) -> dict[int, int]:
+        return {f.revision: f.n_participants for f in self.versions(factor_id)}
+
 
 FACTORS = build_factors()
 REPO = MemoryFactorRepository(FACTORS)

@@ -24,7 +24,7 @@ from protocols.roster import sign_roster
 from protocols.spec import RoundSpec, sign_spec, spec_hash
 from protocols.translog import CONTRIBUTION_RECEIPT, GENESIS_HASH, ROSTER, SPEC_PUBLISHED, LogEntry, entry_hash
 
-__all__ = ["RoundLog", "paillier_spec", "receipt_payload", "round_log"]
+__all__ = ["RoundLog", "paillier_spec", "receipt_payload", "round_log", "stage_payload"]
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -36,9 +36,10 @@ def paillier_spec(round_id: str, key_id: str, min_participants: int = 3) -> Roun
     )
 
 
-def receipt_payload(round_id: str, member: Ed25519PrivateKey, body: dict[str, Any], ts: str = "1893456000.000001") -> dict[str, Any]:
-    """The receipt the aggregator logs for a member's ``POST .../contributions`` of ``body``."""
-    path = paillier.contribution_path(round_id)
+def receipt_payload(round_id: str, member: Ed25519PrivateKey, body: dict[str, Any], ts: str = "1893456000.000001",
+                    stage: str = "screen") -> dict[str, Any]:
+    """The receipt the aggregator logs for a member's ``POST`` of ``body`` to the ``stage`` contribution path."""
+    path = paillier.contribution_path(round_id, stage)
     digest = hashlib.sha256(canonical_json(body)).hexdigest()
     return {
         "round_id": round_id,
@@ -49,6 +50,12 @@ def receipt_payload(round_id: str, member: Ed25519PrivateKey, body: dict[str, An
         "timestamp": ts,
         "node_signature": sign(member, request_message("POST", path, ts, digest)),
     }
+
+
+def stage_payload(spec: RoundSpec, stage: str, decision: str = "proceed", n: int = 3) -> dict[str, Any]:
+    """The ``stage`` entry ``aggregator.round_outcome.record_stage`` logs when a stage is decided."""
+    return {"round_id": spec.round_id, "spec_hash": spec_hash(spec), "stage": stage, "n": n, "decision": decision,
+            "rule": None if decision == "proceed" else "dominance", "detail": "test", "commitment": "0" * 64}
 
 
 @dataclass

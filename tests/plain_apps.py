@@ -11,7 +11,8 @@ cross the wire. The SuperLink's ServerApp process imports this module as ``tests
 ``plain_client_app``
     Answers with the vector of :func:`protocols.flower_apps.json_file_provider`'s input file.
 ``store_plain_client_app``
-    Answers with the node's approved vector from its store, and logs the reply in its outbox.
+    Answers with the node's whole approved vector from its store (every slot, not a disclosure
+    stage's), and logs the reply in its outbox.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from flwr.clientapp import ClientApp
 from flwr.common.serde import recorddict_to_proto
 
 from node.flower_client import DB_KEY, HOME_KEY, store_provider
-from node.rounds import log_outbound
+from node.rounds import approved_contribution, log_outbound
 from node.store import NodeStore, default_db_url
 from pcf.flower_app import recording_server_app
-from protocols.flower_apps import InputProvider, RecordKey, _cfg, _field, _provider, server_main
+from protocols.disclosure import Stage
+from protocols.flower_apps import InputProvider, NodeInputs, RecordKey, _cfg, _field, _provider, server_main
 from protocols.secagg import encode_input
 
 __all__ = ["handle_plain_message", "plain_client_app", "plain_server_app", "store_plain_client_app"]
@@ -59,9 +61,26 @@ store_plain_client_app = ClientApp()
 """ClientApp answering ``query.plainsum`` with the node's approved vector (its store and consent)."""
 
 
+def full_vector_provider(context: Context, round_id: str) -> NodeInputs:
+    """The node's whole approved vector (every slot of the layout), whatever stage the round id names."""
+    base_id = round_id.rpartition("/")[0] or round_id
+    home = Path(str(context.node_config.get(HOME_KEY, ""))).expanduser()
+    db = str(context.node_config.get(DB_KEY, "") or default_db_url(home))
+    staged = store_provider(context, f"{base_id}/{Stage.SCREEN}")  # identity and roster, as the node trusts them
+
+    def vector() -> list[int]:
+        store = NodeStore(db)
+        try:
+            return [int(i) for i in approved_contribution(store, base_id)[1].ints]
+        finally:
+            store.close()
+
+    return NodeInputs(staged.identity, staged.roster, vector)
+
+
 @store_plain_client_app.query("plainsum")
 def _plain_store(message: Message, context: Context) -> Message:
-    reply = handle_plain_message(message, context, store_provider)
+    reply = handle_plain_message(message, context, full_vector_provider)
     cfg = message.content.config_records.get(RecordKey.CONFIG)
     round_id = str(cfg.get(RecordKey.ROUND_ID, "?")) if cfg is not None else "?"
     home = Path(str(context.node_config.get(HOME_KEY, ""))).expanduser()

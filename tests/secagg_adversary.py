@@ -30,6 +30,7 @@ from keys.identity import generate_identity, public_key_b64, save_private_key
 from node import rounds
 from node.flower_client import IDENTITY_FILE, client_app
 from node.store import NodeStore, OutboxRow
+from protocols.disclosure import Stage, screen_layout, stage_round_id, stage_vector
 from protocols.flower_apps import (
     MESSAGE_TYPE_SECAGG,
     InProcessGrid,
@@ -60,7 +61,7 @@ from protocols.secagg import (
 )
 from protocols.secagg_crypto import decode_share, reconstruct_secret, x25519_public_from_private
 from protocols.secagg_policy import spec_value_bits
-from protocols.spec import RoundSpec, sign_spec, spec_hash, vector_layout
+from protocols.spec import RoundSpec, sign_spec, spec_hash
 
 __all__ = ["AGGREGATOR", "Cohort", "LyingServer", "Recovery", "round_params"]
 
@@ -141,7 +142,8 @@ class Cohort:
             _spec, contribution = rounds.approved_contribution(store, self.spec.round_id)
         finally:
             store.close()
-        return encode_input(contribution.ints, len(contribution.ints), spec_value_bits(self.spec))
+        screen = stage_vector(self.spec, contribution.ints, Stage.SCREEN, None)  # what the screen stage masks
+        return encode_input(screen, len(screen), spec_value_bits(self.spec))
 
     def json_inputs(self, base: Path, vectors: Mapping[int, npt.NDArray[np.uint64]]) -> dict[int, dict[str, str]]:
         """Node configs for the library ClientApp (``protocols.flower_apps.secagg_client_app``): no invitation check."""
@@ -288,9 +290,9 @@ class LyingServer:
 def round_params(spec: RoundSpec, participants: list[int], *, threshold: int | None = None) -> RoundParams:
     """Parameters as the adversary picks them: the spec's length and bound, its own participants and threshold."""
     return RoundParams.create(
-        spec.round_id,
+        stage_round_id(spec.round_id, Stage.SCREEN),
         participants,
-        len(vector_layout(spec)),
+        len(screen_layout(spec)),
         threshold=threshold,
         degree=len(participants) - 1,
         value_bits=spec_value_bits(spec),

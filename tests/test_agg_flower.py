@@ -15,6 +15,7 @@ from example_round import example_firms, example_spec
 from flwr.app import Context, RecordDict
 from plain_apps import plain_client_app, plain_server_app
 from pydantic import SecretStr
+from stage_runner import stage_runner
 
 from aggregator import members, rounds, translog
 from aggregator.errors import Conflict, RegistrationFailed, UnregistrationFailed
@@ -26,18 +27,20 @@ from aggregator.flower_runner import (
     unregister_supernode,
     write_flwr_config,
 )
+from aggregator.round_context import StageRun
 from aggregator.settings import AggregatorSettings
 from aggregator.store import MemberRow, Store, open_store
 from keys import identity
 from pcf.flower_app import read_records
 from protocols.contribution import build_contribution
+from protocols.disclosure import Stage, screen_layout
 from protocols.flower_apps import (
     InProcessGrid,
     NodeConfigKey,
     RecordKey,
 )
 from protocols.roster import verify_roster
-from protocols.spec import RoundSpec, spec_hash, vector_layout
+from protocols.spec import RoundSpec, other_gases_slot, spec_hash, vector_layout
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 SUPERNODE_KEY = "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQ= node"
@@ -289,9 +292,11 @@ def test_the_runner_gets_the_signed_roster_without_members_revoked_since(store: 
     got: list[list[rounds.RosterEntry]] = []
     rows = [build_contribution(s, f.values, f.weight, f.footprint_by_gas).ints for f in example_firms(s)]
 
-    def runner(_spec: RoundSpec, roster: list[rounds.RosterEntry]) -> tuple[list[int], int]:
-        got.append(roster)
-        return [sum(c) for c in zip(*rows, strict=True)], len(rows)
+    def rows_of(_spec: RoundSpec, roster: Sequence[rounds.RosterEntry]) -> dict[str, list[int]]:
+        got.append(list(roster))
+        return {e.identity_public_key: row for e, row in zip(roster, rows, strict=False)}
+
+    runner = stage_runner(rows_of)
 
     ctx = context(store, runner)
     rounds.create_round(ctx, s)
@@ -305,12 +310,15 @@ def test_the_runner_gets_the_signed_roster_without_members_revoked_since(store: 
     rounds.run_round(ctx, s.round_id)
 
     assert [e.flower_node_id for e in got[0]] == node_ids[1:]
+    assert all(g == got[0] for g in got)  # every stage over the screen's cohort
     assert rounds.get_round(ctx, s.round_id).state == "published"
 
 
 def test_value_bits_are_the_smallest_bound_that_holds_every_slot() -> None:
     s = spec()
-    top = max(slot.bound_int for slot in vector_layout(s))
+    merged = other_gases_slot(s)  # the values stage's slot for merged gases counts too
+    assert merged is not None
+    top = max([slot.bound_int for slot in vector_layout(s)] + [merged.bound_int])
     bits = rounds.secagg_value_bits(s, 3)
     assert top < 2**bits and top >= 2 ** (bits - 1)
     with pytest.raises(ValueError, match="could wrap"):
@@ -345,15 +353,17 @@ class FakeRun(FakeFlwr):
 
 def test_runner_runs_the_fab_with_the_roster_and_returns_the_signed_sums_without_keeping_them(tmp_path: Path) -> None:
     s = spec()
-    length = len(vector_layout(s))
+    length = len(screen_layout(s))
     entries = roster_entries(3)
-    fake = FakeRun({"round_id": "r1", "total_signed": [str(-5)] + ["7"] * (length - 1),
+    fake = FakeRun({"round_id": "r1/screen", "total_signed": [str(-5)] + ["7"] * (length - 1),
                     "contributors": [int(e.flower_node_id or 0) for e in entries[:2]]})  # fmt: skip
     runner = FlowerSecAggRunner(settings(tmp_path), run=fake, clock=lambda: NOW, poll_interval=0.01)
 
-    summed, n = runner(s, entries)
+    result = runner(s, entries, StageRun(Stage.SCREEN, length, None))
 
-    assert (summed[0], summed[1:], n) == (-5, [7] * (length - 1), 2)
+    assert (result.summed[0], list(result.summed[1:])) == (-5, [7] * (length - 1))
+    assert list(result.contributors) == [e.identity_public_key for e in entries[:2]]
+    assert (fake.config["round-id"], fake.config["stage"], fake.config["vector-length"]) == ("r1/screen", "screen", length)
     assert fake.config["value-bits"] == rounds.secagg_value_bits(s, 3)
     assert fake.config["participants"] == ",".join(e.flower_node_id or "" for e in entries)
     assert runner.last_run_dir is not None
@@ -372,7 +382,7 @@ def test_runner_fails_when_the_serverapp_reports_an_abort(tmp_path: Path) -> Non
     fake = FakeRun({"error": "SecAggAborted: at stage masked_input only 1 nodes remain"})
     runner = FlowerSecAggRunner(settings(tmp_path), run=fake, clock=lambda: NOW, poll_interval=0.01)
     with pytest.raises(FlowerRunFailed, match="SecAggAborted"):
-        runner(spec(), roster_entries(3))
+        runner(spec(), roster_entries(3), StageRun(Stage.SCREEN, len(screen_layout(spec())), None))
 
 
 def test_runner_stops_an_overdue_run(tmp_path: Path) -> None:
@@ -381,7 +391,7 @@ def test_runner_stops_an_overdue_run(tmp_path: Path) -> None:
         settings(tmp_path, flower_run_timeout_seconds=0.3), run=fake, clock=lambda: NOW, poll_interval=0.01
     )
     with pytest.raises(FlowerRunFailed, match="was stopped"):
-        runner(spec(), roster_entries(3))
+        runner(spec(), roster_entries(3), StageRun(Stage.SCREEN, len(screen_layout(spec())), None))
     assert fake.calls[-1][0][1:3] == ["stop", "42"]
 
 

@@ -32,6 +32,7 @@ from protocols.contribution import (
     build_contribution,
     footprint_from_components,
 )
+from protocols.disclosure import SignedStageContext, Stage, check_context, stage_vector, verify_context
 from protocols.spec import RoundSpec, vector_layout
 
 pytestmark = pytest.mark.slow
@@ -247,7 +248,7 @@ def test_secagg_rounds_publish_new_versions_that_verify_and_earlier_versions_sta
     assert second["state"] == "published", second
 
     types = [e["type"] for e in log_entries(base)]
-    assert types == ["spec_published", "aggregate", "publication"] * 2
+    assert types == ["spec_published", *["stage"] * 4, "aggregate", "publication"] * 2
     pub = log_entries(base)[-1]["payload"]
     factor_id = pub["factor_id"]
     versions = https.get(f"{base}/api/v1/factors/{factor_id}/versions").json()
@@ -262,9 +263,15 @@ def test_secagg_rounds_publish_new_versions_that_verify_and_earlier_versions_sta
         report = verify_factor(factor_id, base, version=version)
         assert report.ok, report
         assert "every published number recomputed from the logged aggregate" in report.checks
-    # the public log withholds the histogram bins (a bin with one firm tells its range)
+    # the round collected only the linear statistics' sums: the log shows those, and nothing else exists
     aggregate = next(e for e in log_entries(base) if e["type"] == "aggregate")["payload"]
-    assert aggregate["summed"].count(None) == len(aggregate["withheld"]) == len(spec1.footprint.histogram_edges) - 1
+    assert aggregate["withheld"] == [] and aggregate["histogram_commitment"] is None
+    assert len(aggregate["summed"]) == len(vector_layout(spec1)) and None not in aggregate["summed"]
+    stages = [e["payload"] for e in log_entries(base) if e["type"] == "stage"][:4]
+    assert [(p["stage"], p["decision"], p["n"]) for p in stages] == [
+        ("screen", "proceed", 4), ("dominance", "proceed", 4), ("values", "proceed", 4), ("cells", "proceed", 4)
+    ]
+    assert all(len(p["commitment"]) == 64 for p in stages if p["stage"] != "values")
 
     # the CLI drives the same API
     cli = CliRunner()
@@ -289,9 +296,12 @@ def test_round_with_a_dominant_firm_is_suppressed_and_stores_no_aggregate(
     result = secagg_round(base, spec, tmp_path / "inputs.json", dict(zip((n.fingerprint for n in nodes), ints, strict=True)))
 
     assert result["state"] == "suppressed"
-    assert "dominance" in result["decision"]
+    assert "dominance" in result["decision"] and "production" in result["decision"]
     entries = log_entries(base)
-    assert [e["type"] for e in entries] == ["spec_published", "suppression"]
+    # stopped after the dominance stage: no values stage ran, so no sum over any component exists
+    assert [e["type"] for e in entries] == ["spec_published", "stage", "stage", "suppression"]
+    assert [e["payload"]["stage"] for e in entries[1:3]] == ["screen", "dominance"]
+    assert entries[2]["payload"]["decision"] == "stop" and entries[2]["payload"]["rule"] == "dominance"
     assert entries[-1]["payload"]["rule"] == "dominance"
     assert https.get(f"{base}/api/v1/factors").json() == []
     with sqlite3.connect(tmp_path / "agg" / "aggregator.db") as db:
@@ -319,12 +329,12 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
     admin("POST", base, "/api/v1/rounds/alu-paillier/open")
     invitation = nodes[0].call("GET", "/api/v1/rounds?state=open").json()[0]
     assert invitation["paillier_public_key"]["key_id"] == pk.key_id
-    from protocols.paillier import spec_layout as paillier_layout
-
-    layout = paillier_layout(RoundSpec.model_validate(invitation["signed_spec"]["spec"]))
+    rows = firm_ints(spec)
+    signed_spec = RoundSpec.model_validate(invitation["signed_spec"]["spec"])
     bodies = [
-        canonical_json(paillier.encrypt_contribution(pk, layout, ints, spec.round_id, n.key).to_dict())
-        for n, ints in zip(nodes, firm_ints(spec), strict=True)
+        canonical_json(paillier.encrypt_stage(pk, signed_spec, Stage.SCREEN, None,
+                                              stage_vector(signed_spec, ints, Stage.SCREEN, None), n.key).to_dict())
+        for n, ints in zip(nodes, rows, strict=True)
     ]
     path = "/api/v1/rounds/alu-paillier/contributions"
     for n, body in zip(nodes[:2], bodies[:2], strict=True):
@@ -343,41 +353,69 @@ def test_paillier_round_survives_crashes_during_contributions_and_decryption_wit
     expect_error(nodes[0].call("POST", path, bodies[0]), 409, "window-closed")
 
     request_path = "/api/v1/rounds/alu-paillier/decryption-request"
-    headers = sign_request(shares[0].signing_key, "GET", request_path, b"", datetime.now(UTC))
-    request = https.get(f"{base}{request_path}", headers=headers)
-    assert request.status_code == 200, request.text
     expect_error(nodes[0].call("GET", request_path), 401)  # members are not custodians
-    # each custodian takes the round from the log, checked with the aggregator key it pinned
-    log = paillier.parse_log({"entries": log_entries(base)})
     aggregator_key = https.get(f"{base}/api/v1/aggregator").json()["public_key"]
-    partials = [
-        json.dumps(paillier.decrypt_logged_round(
-            s, pk, spec.round_id, log=log, aggregator_key=aggregator_key, bodies=request.json()["contributions"],
-            min_participants=3, ledger={},
-        ).to_dict())
-        for s in shares
-    ]
+    ledgers: list[dict[str, str]] = [{}, {}]
+
+    def partials_of_waiting_stage() -> list[str]:
+        # each custodian takes the waiting stage from the log, checked with the aggregator key it pinned
+        headers = sign_request(shares[0].signing_key, "GET", request_path, b"", datetime.now(UTC))
+        request = https.get(f"{base}{request_path}", headers=headers)
+        assert request.status_code == 200, request.text
+        log = paillier.parse_log({"entries": log_entries(base)})
+        return [
+            json.dumps(paillier.decrypt_logged_round(
+                s, pk, spec.round_id, log=log, aggregator_key=aggregator_key, bodies=request.json()["contributions"],
+                min_participants=3, ledger=ledger, previous_partials=request.json()["previous_partials"],
+            ).to_dict())
+            for s, ledger in zip(shares, ledgers, strict=True)
+        ]
 
     def post(body: str) -> httpx.Response:
         return https.post(f"{base}/api/v1/rounds/alu-paillier/partial-decryptions", content=body,
                           headers={"Content-Type": "application/json"})  # fmt: skip
 
+    def post_stage(node: Node, ints: list[int]) -> httpx.Response:
+        status = node.call("GET", "/api/v1/rounds/alu-paillier/stage").json()
+        stage = Stage(status["stage"])
+        context = verify_context(SignedStageContext.model_validate(status["context"]),
+                                 identity.load_public_key_b64(aggregator_key))
+        check_context(signed_spec, context, stage, identity.public_key_b64(node.key), ints)
+        vector = stage_vector(signed_spec, ints, stage, context)
+        assert len(vector) == status["slots"]
+        body = canonical_json(paillier.encrypt_stage(pk, signed_spec, stage, context, vector, node.key).to_dict())
+        return node.call("POST", paillier.contribution_path("alu-paillier", str(stage)), body)
+
+    partials = partials_of_waiting_stage()
     assert post(partials[0]).json()["received"] == 1
 
-    server.kill()  # crash while aggregating
+    server.kill()  # crash while the screen is decrypted
     server = start()
     assert wait_state(base, "alu-paillier", ("aggregating",))["partial_decryptions"] == 1
     expect_error(post(partials[0]), 409)
     forged = json.loads(partials[1]) | {"signature": json.loads(partials[0])["signature"]}
     expect_error(post(json.dumps(forged)), 401)
-    assert post(partials[1]).json()["state"] == "published"
+    second = post(partials[1]).json()
+    assert (second["stage"], second["received"], second["state"]) == ("screen", 2, "aggregating"), second
+
+    for stage in ("dominance", "values", "cells"):
+        for k, (n, ints) in enumerate(zip(nodes, rows, strict=True)):
+            assert post_stage(n, ints).status_code == 201
+            if stage == "values" and k == 1:
+                server.kill()  # crash while a stage's contributions come in
+                server = start()
+                expect_error(post_stage(n, ints), 409, "duplicate-contribution")
+        last = [post(p).json() for p in partials_of_waiting_stage()][-1]
+        assert last["stage"] == stage
+    assert last["state"] == "published", last
 
     factor = https.get(f"{base}/api/v1/factors").json()
     assert len(factor) == 1
     factor_id = factor[0]["factor_id"]
     assert https.get(f"{base}/api/v1/factors/{factor_id}").json()["n_participants"] == 4
     types = [e["type"] for e in log_entries(base)]
-    assert types.count("contribution_receipt") == 4 and types.count("aggregate") == 1 and types[-1] == "publication"
+    assert types.count("contribution_receipt") == 16 and types.count("stage") == 4
+    assert types.count("aggregate") == 1 and types[-1] == "publication"
     report = verify_factor(factor_id, base)
     assert report.ok, report
     assert any("countersigned receipts" in c for c in report.checks)
@@ -419,23 +457,24 @@ def test_verify_reports_the_first_broken_entry_after_log_or_factor_edits(
     assert verify_factor(factor_id, base).ok
     db = sqlite3.connect(tmp_path / "agg" / "aggregator.db")
 
-    # an edited factor value no longer matches the document hash of its publication entry (seq 3)
+    # an edited factor value no longer matches the document hash of its publication entry (seq 7:
+    # spec, four stages, aggregate, publication)
     (document,) = db.execute("SELECT document FROM factor").fetchone()
     edited = json.loads(document) | {"value": json.loads(document)["value"] * 0.9}
     with db:
         db.execute("UPDATE factor SET document = ?", (json.dumps(edited),))
     report = verify_factor(factor_id, base)
-    assert not report.ok and report.break_seq == 3 and "document" in (report.reason or "")
+    assert not report.ok and report.break_seq == 7 and "document" in (report.reason or "")
     with db:
         db.execute("UPDATE factor SET document = ?", (document,))
     assert verify_factor(factor_id, base).ok
 
-    # an edited aggregate (seq 2) breaks its own entry hash
-    (payload,) = db.execute("SELECT payload FROM translog_entry WHERE seq = 2").fetchone()
+    # an edited aggregate (seq 6) breaks its own entry hash
+    (payload,) = db.execute("SELECT payload FROM translog_entry WHERE seq = 6").fetchone()
     with db:
-        db.execute("UPDATE translog_entry SET payload = ? WHERE seq = 2", (payload.replace('"n":4', '"n":5'),))
+        db.execute("UPDATE translog_entry SET payload = ? WHERE seq = 6", (payload.replace('"n":4', '"n":5'),))
     report = verify_factor(factor_id, base)
-    assert not report.ok and report.break_seq == 2 and "entry_hash" in (report.reason or "")
+    assert not report.ok and report.break_seq == 6 and "entry_hash" in (report.reason or "")
     db.close()
 
 
@@ -452,7 +491,7 @@ def test_a_component_one_firm_reports_is_withheld_from_store_log_and_factor_whic
         values = f.values | {c2f6: f.values[c2f6] if i == 0 else 0.0}
         ints.append(build_contribution(spec, values, f.weight, footprint_from_components(spec, values)).ints)
     names = [s.name for s in vector_layout(spec)]
-    secret = {str(ints[0][names.index(f"{k}[C2F6]")]) for k in ("x", "wx", "wx2")}
+    secret = {str(ints[0][names.index("wx[C2F6]")])}
 
     # Execute
     result = secagg_round(base, spec, tmp_path / "inputs.json", dict(zip((n.fingerprint for n in nodes), ints, strict=True)))
@@ -465,9 +504,9 @@ def test_a_component_one_firm_reports_is_withheld_from_store_log_and_factor_whic
     for summed in (aggregate["summed"], json.loads(stored)):
         by_name = dict(zip(names, summed, strict=True))
         assert by_name["n[C2F6]"] == "1" and by_name["n[CF4]"] == "4"
-        assert [by_name[f"{k}[C2F6]"] for k in ("x", "wx", "wx2")] == [None] * 3
+        assert by_name["wx[C2F6]"] is None  # never summed: the values stage left the component out
         assert not secret & {v for v in summed if v is not None}
-    assert {"x[C2F6]", "wx[C2F6]", "wx2[C2F6]"} <= set(aggregate["withheld"])
+    assert {"wx[C2F6]"} <= set(aggregate["withheld"])
     factor_id = log_entries(base)[-1]["payload"]["factor_id"]
     factor = https.get(f"{base}/api/v1/factors/{factor_id}").json()
     assert c2f6 not in {e["flow"] for e in factor["unit_process"]["exchanges"]}
@@ -544,7 +583,7 @@ def test_delivery_retries_a_failing_receiver_then_is_idempotent(servers: Callabl
     aggregator_key = https.get(f"{base}/api/v1/aggregator").json()["public_key"]
     identity.verify(aggregator_key, package_message(package.factor_id, package.version, package.document_hash),
                     package.signature)  # fmt: skip
-    assert package.log_seq == 3
+    assert package.log_seq == 7  # spec, four stages, aggregate, publication
 
     # the backoff doubles between attempts (sleep injected), and a 4xx is not retried
     delays: list[float] = []

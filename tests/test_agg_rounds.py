@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from example_round import example_firms, example_spec
 from pydantic import ValidationError
+from stage_runner import run_in_clear, stage_runner
 
 from aggregator import round_outcome, rounds
 from aggregator.errors import InvalidTransition, SpecRejected, Unavailable, WindowClosed
@@ -32,9 +32,14 @@ def spec(round_id: str = "r1", **overrides: object) -> RoundSpec:
     return example_spec(round_id=round_id, deadline=NOW + timedelta(days=1), **overrides)  # type: ignore[arg-type]
 
 
-def summing_runner(s: RoundSpec) -> Callable[..., tuple[list[int], int]]:
-    rows = [build_contribution(s, f.values, f.weight, f.footprint_by_gas).ints for f in example_firms(s)]
-    return lambda _spec, _roster: ([sum(c) for c in zip(*rows, strict=True)], len(rows))
+def example_rows(s: RoundSpec) -> dict[str, list[int]]:
+    return {f.name: build_contribution(s, f.values, f.weight, f.footprint_by_gas).ints for f in example_firms(s)}
+
+
+def summing_runner(s: RoundSpec) -> rounds.SecAggRunner:
+    """Every stage summed in the clear over the four example smelters, whoever the roster holds."""
+    rows = example_rows(s)
+    return stage_runner(lambda _spec, _roster: rows)
 
 
 def enroll_one(store: Store) -> None:
@@ -67,7 +72,8 @@ def test_a_publication_that_fails_half_way_stores_nothing_of_it(store: Store, mo
     assert result.state == "aborted" and "simulated failure" in (result.decision or "")
     with store.transaction() as tx:
         assert tx.get_aggregate("r1") is None and tx.list_factors() == []
-        assert [e.entry_type for e in tx.list_log()] == ["spec_published", "abort"]
+        # each disclosure stage was logged as it was decided; the publication left nothing
+        assert [e.entry_type for e in tx.list_log()] == ["spec_published", *["stage"] * 4, "abort"]
 
 
 def test_a_round_is_decided_once_even_when_the_result_arrives_twice(store: Store) -> None:
@@ -80,11 +86,11 @@ def test_a_round_is_decided_once_even_when_the_result_arrives_twice(store: Store
     rounds.run_round(ctx, "r1")
     assert rounds.get_round(ctx, "r1").state == "published"
 
-    summed, n = runner(s, [])
-    round_outcome.conclude_round(ctx, "r1", s, summed, n, [])  # a late duplicate of the result
+    staged = run_in_clear(s, example_rows(s))
+    round_outcome.conclude_staged(ctx, "r1", staged, [])  # a late duplicate of the result
     with store.transaction() as tx:
         assert len(tx.factor_versions(tx.list_factors()[0].factor_id)) == 1
-        assert [e.entry_type for e in tx.list_log()] == ["spec_published", "aggregate", "publication"]
+        assert [e.entry_type for e in tx.list_log()] == ["spec_published", *["stage"] * 4, "aggregate", "publication"]
     with pytest.raises(InvalidTransition):
         rounds.cancel_round(ctx, "r1")
 

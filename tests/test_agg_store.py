@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from aggregator.errors import (
 from aggregator.store import (
     ContributionRow,
     DeliveryRow,
+    FactorCohortRow,
     FactorRow,
     MemberRow,
     RoundRow,
@@ -136,6 +137,26 @@ class StoreContract:
             assert [r.version for r in tx.factor_versions("f")] == [1, 2]
             assert [(r.factor_id, r.version) for r in tx.list_factors()] == [("f", 2), ("g", 1)]
             assert len(tx.list_factors(latest_only=False)) == 3
+
+    def test_factor_cohorts_are_written_once_and_give_sizes_by_revision(self, store: Store) -> None:
+        def cohort(version: int, members: list[str], flow: str = "flow-al") -> FactorCohortRow:
+            return FactorCohortRow(factor_id="f", version=version, round_id="r1", members=json.dumps(members),
+                                   size=len(members), reference_flow=flow, region="CN-YN",
+                                   period_start=date(2024, 1, 1), period_end=date(2024, 12, 31), min_participants=3,
+                                   created_at=T0)  # fmt: skip
+
+        with store.transaction() as tx:
+            tx.add_round(round_row("r1", "published"))
+            tx.add_factor_cohort(cohort(1, ["1", "2", "3", "4"]))
+            tx.add_factor_cohort(cohort(2, ["1", "2", "3"], flow="flow-other"))
+        with pytest.raises(Conflict, match="already has a recorded cohort"), store.transaction() as tx:
+            tx.add_factor_cohort(cohort(2, ["5", "6", "7"]))
+        with store.transaction() as tx:
+            assert tx.cohort_sizes("f") == {1: 4, 2: 3} and tx.cohort_sizes("g") == {}
+            (row,) = tx.list_factor_cohorts("flow-al")
+            assert (row.version, row.period_start, row.size) == (1, date(2024, 1, 1), 4)
+            assert json.loads(row.members) == ["1", "2", "3", "4"]
+            assert len(tx.list_factor_cohorts()) == 2
 
     def test_log_entries_chain_and_any_edit_breaks_the_chain(self, store: Store) -> None:
         key = identity.generate_identity()

@@ -13,6 +13,7 @@ and no custodian releases a partial (its ledger stays empty), so nothing of the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Any
 import anyio.from_thread
 import httpx
 import pytest
-from paillier_log import receipt_payload
+from paillier_log import paillier_spec, receipt_payload, round_log, stage_payload
 from pydantic import SecretStr
 
 from aggregator import translog
@@ -31,7 +32,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store import ContributionRow, Store, open_store
 from custodian.ceremony import custodian_init
 from custodian.decrypt import custodian_decrypt
-from custodian.fetch import fetch_bodies, fetch_log
+from custodian.fetch import fetch_log, fetch_request
 from custodian.store import ledger_path, load_public_key, load_share
 from keys.identity import Ed25519PrivateKey, fingerprint, generate_identity, load_private_key, public_key_b64
 from node import rounds as node_rounds
@@ -45,7 +46,7 @@ from protocols.auth import sign_enrollment, sign_request
 from protocols.canonical import canonical_json
 from protocols.errors import InvalidSignature
 from protocols.roster import sign_roster
-from protocols.spec import RoundSpec
+from protocols.spec import RoundSpec, vector_layout
 
 BASE = "https://testserver"  # the in-process app sees TLS (scope scheme https); no socket
 ADMIN = "admin-token-0123456789abcdef"
@@ -184,10 +185,17 @@ class Firm:
 
 
 def enrol_firms(agg: Aggregator, tmp_path: Path, count: int, pin: str | None,
-                rewrite: Callable[[str, Any], Any] | None = None) -> list[Firm]:
-    """``count`` firms with their data, enrolled and approved; each has its own HTTP client (its own outbox hook)."""
+                rewrite: Callable[[str, Any], Any] | None = None, first_production: float | None = None) -> list[Firm]:
+    """``count`` firms with their data, enrolled and approved; each has its own HTTP client (its own outbox hook).
+
+    ``first_production`` replaces the first firm's annual production (t), e.g. to make it dominate.
+    """
     firms = []
     for i, data in enumerate(firm_files(INDUSTRY)[:count]):
+        if i == 0 and first_production is not None:
+            text = re.sub(r"(?m)^annual_production,.*$", f"annual_production,{first_production}", data.read_text())
+            data = tmp_path / data.name
+            data.write_text(text)
         store = NodeStore(f"sqlite:///{tmp_path / f'node{i}.db'}")
         import_paths(store, [*background_files(), data])
         key = generate_identity()
@@ -230,11 +238,36 @@ def decrypt(custodians: Custodians, i: int, agg: Aggregator, round_id: str, http
     """Custodian ``i`` reads the log and the bodies over HTTP and answers (or raises ``CustodianRefused``)."""
     share, _ = load_share(custodians.shares[i], PASSWORDS[i])
     transport = http or agg.http
+    bodies, previous = fetch_request(transport, BASE, round_id, share.signing_key)
     return custodian_decrypt(
         custodians.shares[i], PASSWORDS[i], round_id,
-        log=fetch_log(agg.http, BASE), aggregator_key=public_key_b64(agg.key),
-        bodies=fetch_bodies(transport, BASE, round_id, share.signing_key),
+        log=fetch_log(agg.http, BASE), aggregator_key=public_key_b64(agg.key), bodies=bodies,
+        previous_partials=previous,
     )
+
+
+def run_stages(agg: Aggregator, custodians: Custodians, firms: list[Firm], round_id: str) -> dict[str, Any]:
+    """An honest round from open to its end: the firms post each stage, both custodians decrypt each; the round's JSON."""
+    for f in firms:
+        assert f.client.contribute_paillier(round_id)["sent"] == "screen"
+    assert agg.admin("POST", f"/api/v1/rounds/{round_id}/run").json()["state"] == "aggregating"
+    for _ in paillier.STAGE_NAMES:
+        for i in range(2):
+            posted = agg.http.post(f"/api/v1/rounds/{round_id}/partial-decryptions",
+                                   content=decrypt(custodians, i, agg, round_id), headers={"Content-Type": "application/json"})
+            assert posted.status_code == 201, posted.text
+        state = agg.admin("GET", f"/api/v1/rounds/{round_id}").json()
+        if state["state"] != "aggregating":
+            return dict(state)
+        for f in firms:
+            assert f.client.contribute_paillier(round_id)["sent"] is not None
+    raise AssertionError(f"round {round_id} did not end after every stage")
+
+
+def stage_entries(agg: Aggregator, round_id: str) -> list[tuple[str, str]]:
+    """``(stage, decision)`` of every ``stage`` entry of the round's log, in order."""
+    return [(e.payload["stage"], e.payload["decision"]) for e in fetch_log(agg.http, BASE)
+            if e.type == translog.STAGE and e.payload.get("round_id") == round_id]
 
 
 def decrypted_rounds(custodians: Custodians) -> list[set[str]]:
@@ -478,32 +511,107 @@ def test_the_same_member_twice_in_the_log_is_refused(
 # ------------------------------------------------------------ (d) twice per round, (e) below the minimum
 
 
-def test_the_honest_round_decrypts_once_and_a_second_request_is_refused(
+def test_the_honest_round_decrypts_each_stage_once_and_a_second_request_is_refused(
     start_aggregator: Callable[[paillier.SplitPublicKey], Aggregator], custodians: Custodians, tmp_path: Path
 ) -> None:
-    # Prepare: three firms contribute, the round closes, both custodians answer: the factor is published
+    # Prepare: three firms post every stage, both custodians decrypt every stage: the factor is published
     agg = start_aggregator(custodians.public_key)
     firms = enrol_firms(agg, tmp_path, 3, pin=custodians.public_key.key_id)
-    open_round(agg, "once", custodians.public_key.key_id, 3)
+    spec = open_round(agg, "once", custodians.public_key.key_id, 3)
     for f in firms:
         consent(f, "once")
-        f.client.contribute_paillier("once")
-    assert all(f.sent("once").count("paillier:contribution") == 1 for f in firms), [f.sent("once") for f in firms]
-    assert agg.admin("POST", "/api/v1/rounds/once/run").json()["state"] == "aggregating"
-    for i in range(2):
-        partial = decrypt(custodians, i, agg, "once")
-        posted = agg.http.post("/api/v1/rounds/once/partial-decryptions", content=partial,
-                               headers={"Content-Type": "application/json"})
-        assert posted.status_code == 201, posted.text
-    assert agg.admin("GET", "/api/v1/rounds/once").json()["state"] == "published"
+    ended = run_stages(agg, custodians, firms, "once")
+    assert ended["state"] == "published", ended
+    posts = [f"paillier:contribution:{s}" for s in paillier.STAGE_NAMES]
+    assert all([s for s in f.sent("once") if s.startswith("paillier:contribution")] == posts for f in firms)
+    assert stage_entries(agg, "once") == [(s, "proceed") for s in paillier.STAGE_NAMES]
+    with agg.store.transaction() as tx:
+        stored = tx.get_aggregate("once")
+    assert stored is not None
+    # Assert: the stored sums are exactly the plaintext sums of the firms' approved vectors (screen and values slots)
+    rows = [node_rounds.approved_contribution(f.store, "once")[1].ints for f in firms]
+    plain = [sum(col) for col in zip(*rows, strict=True)]
+    kept = [(slot.name, got, want) for slot, got, want in zip(vector_layout(spec), stored[0], plain, strict=True)
+            if got is not None]
+    assert kept and all(got == want for _name, got, want in kept), kept
+    assert {"w", "count"} <= {name for name, _g, _w in kept}
 
     # Execute / Assert: the operator serves the request again (e.g. with a subset), each custodian refuses
     subset = [json.loads(c.body) for c in _rows(agg, "once")][:2]
     again = agg.lying(lambda _path, doc: doc, lambda path: {"contributions": subset} if path.endswith("-request") else None)
     for i in range(2):
-        with pytest.raises(paillier.CustodianRefused, match="already decrypted"):
+        with pytest.raises(paillier.CustodianRefused, match="already ended"):
             decrypt(custodians, i, agg, "once", http=again)
-    assert all("once" in done for done in decrypted_rounds(custodians))
+    assert all({"once", *(f"once/{s}" for s in paillier.STAGE_NAMES[1:])} <= done for done in decrypted_rounds(custodians))
+    for f in firms:  # the node posts each stage once: the round ended, nothing more is sent
+        assert f.client.contribute_paillier("once")["sent"] is None
+
+
+def test_a_round_where_one_firm_holds_90_percent_stops_after_dominance_before_any_component_sum(
+    start_aggregator: Callable[[paillier.SplitPublicKey], Aggregator], custodians: Custodians, tmp_path: Path
+) -> None:
+    # Prepare: firm 0 produces 13.5 Mt against the others' 1.5 Mt (90 % of the total)
+    agg = start_aggregator(custodians.public_key)
+    firms = enrol_firms(agg, tmp_path, 3, pin=custodians.public_key.key_id, first_production=13_500_000.0)
+    open_round(agg, "dominated", custodians.public_key.key_id, 3)
+    for f in firms:
+        consent(f, "dominated")
+
+    # Execute
+    ended = run_stages(agg, custodians, firms, "dominated")
+
+    # Assert: suppressed by the dominance rule after the dominance stage; no values contribution was ever made
+    assert ended["state"] == "suppressed" and "dominance" in ended["decision"], ended
+    assert stage_entries(agg, "dominated") == [("screen", "proceed"), ("dominance", "stop")]
+    with agg.store.transaction() as tx:
+        assert tx.count_contributions("dominated", "values") == 0 and tx.count_contributions("dominated", "cells") == 0
+        assert tx.get_aggregate("dominated") is None
+    assert all(done & {"dominated", "dominated/dominance", "dominated/values"} == {"dominated", "dominated/dominance"}
+               for done in decrypted_rounds(custodians))
+    for f in firms:
+        assert "paillier:contribution:values" not in f.sent("dominated")
+        assert f.client.contribute_paillier("dominated")["waiting_for"] is None
+    with pytest.raises(paillier.CustodianRefused, match="already ended"):
+        decrypt(custodians, 0, agg, "dominated", http=agg.lying(lambda _p, d: d, lambda p: {"contributions": []}
+                                                                  if p.endswith("-request") else None))
+
+
+def test_custodians_refuse_the_values_stage_unless_the_log_shows_dominance_passed(
+    custodians: Custodians, tmp_path: Path
+) -> None:
+    # Prepare: a dishonest aggregator's log: screen decided 'proceed', then values contributions of the three firms,
+    # with the dominance stage missing, stopped, or decided after the values were collected
+    firms = [generate_identity() for _ in range(3)]
+    spec = paillier_spec("skip-dominance", custodians.public_key.key_id)
+    values = [paillier.encrypt_contribution(custodians.public_key, paillier.make_layout([10**6] * 3, 200, 2048),
+                                            [5, 6, 7], spec.round_id, f, stage="values") for f in firms]
+    screens = [paillier.encrypt_contribution(custodians.public_key, paillier.make_layout([10**6] * 3, 200, 2048),
+                                             [1, 2, 3], spec.round_id, f) for f in firms]
+    aggregator = generate_identity()
+
+    def logged(*decisions: tuple[str, str]) -> list[Any]:
+        log = round_log(aggregator, spec, firms, list(zip(firms, screens, strict=True)))
+        for stage, decision in decisions:
+            log.append(translog.STAGE, stage_payload(spec, stage, decision))
+        for k, (f, c) in enumerate(zip(firms, values, strict=True)):
+            log.append(translog.CONTRIBUTION_RECEIPT,
+                       receipt_payload(spec.round_id, f, c.to_dict(), f"1893456100.{k:06d}", stage="values"))
+        return log.entries
+
+    def ask(log: list[Any], stage: str | None) -> None:
+        custodian_decrypt(custodians.shares[0], PASSWORDS[0], spec.round_id, log=log,
+                          aggregator_key=public_key_b64(aggregator), bodies=[c.to_dict() for c in values], stage=stage)
+
+    # Execute / Assert
+    with pytest.raises(paillier.CustodianRefused, match="waiting for stage 'dominance', not 'values'"):
+        ask(logged(("screen", "proceed")), "values")
+    with pytest.raises(paillier.CustodianRefused, match="no dominance receipt|have no dominance receipt"):
+        ask(logged(("screen", "proceed")), None)
+    with pytest.raises(paillier.CustodianRefused, match="stopped at stage dominance"):
+        ask(logged(("screen", "proceed"), ("dominance", "stop")), "values")
+    with pytest.raises(paillier.CustodianRefused, match="decides stage 'values' where the stages' order expects 'dominance'"):
+        ask(logged(("screen", "proceed"), ("values", "proceed")), "cells")
+    assert not any("skip-dominance/values" in done or "skip-dominance" in done for done in decrypted_rounds(custodians))
 
 
 def test_fewer_contributions_than_min_participants_are_refused(
@@ -573,3 +681,127 @@ def test_pcf_node_pin_paillier_key_pins_a_fingerprint_and_refuses_anything_else(
         assert store.get_setting(PAILLIER_KEY_SETTING) == "ab" * 32
     finally:
         store.close()
+
+
+def test_pcf_node_contribute_wait_posts_every_stage_as_the_round_opens_it(
+    start_aggregator: Callable[[paillier.SplitPublicKey], Aggregator], custodians: Custodians, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: firm 0 runs `pcf node contribute ROUND --wait` from the start; the others and the custodians go on
+    import threading
+
+    from typer.testing import CliRunner
+
+    import node.client
+    from pcf.cli import app
+
+    agg = start_aggregator(custodians.public_key)
+    firms = enrol_firms(agg, tmp_path, 3, pin=custodians.public_key.key_id)
+    open_round(agg, "waiting", custodians.public_key.key_id, 3)
+    for f in firms:
+        consent(f, "waiting")
+    first = firms[0]
+    monkeypatch.setattr(node.client, "AggregatorClient", lambda store, home: AggregatorClient(
+        store, home, BASE, http=agg.lying(lambda _path, doc: doc), key=first.key))
+    monkeypatch.setenv("PCF_NODE_HOME", str(tmp_path / "node0"))
+    result: dict[str, Any] = {}
+
+    def cli() -> None:
+        out = CliRunner().invoke(app, ["node", "contribute", "waiting", "--wait", "120", "--poll", "0.05",
+                                       "--db", f"sqlite:///{tmp_path / 'node0.db'}", "--json"])
+        result.update(code=out.exit_code, out=out.stdout)
+
+    # Execute
+    waiter = threading.Thread(target=cli)
+    waiter.start()
+    try:
+        for f in firms[1:]:
+            assert f.client.contribute_paillier("waiting")["sent"] == "screen"
+        while agg.admin("GET", "/api/v1/rounds/waiting").json()["contributions"] < 3:
+            waiter.join(0.05)
+        assert agg.admin("POST", "/api/v1/rounds/waiting/run").json()["state"] == "aggregating"
+        while (state := agg.admin("GET", "/api/v1/rounds/waiting").json()["state"]) == "aggregating":
+            request = agg.admin("GET", "/api/v1/rounds/waiting/decryption-request")
+            if request.status_code == 409:  # the cohort still posts the stage
+                waiter.join(0.05)
+                continue
+            for i in range(2):
+                agg.http.post("/api/v1/rounds/waiting/partial-decryptions", content=decrypt(custodians, i, agg, "waiting"),
+                              headers={"Content-Type": "application/json"})
+            if agg.admin("GET", "/api/v1/rounds/waiting").json()["state"] == "aggregating":
+                for f in firms[1:]:
+                    assert f.client.contribute_paillier("waiting")["sent"] is not None
+    finally:
+        waiter.join(60)
+
+    # Assert: the command posted each stage once as it opened and returned when the round ended
+    assert state == "published"
+    assert result["code"] == 0, result
+    shown = json.loads(result["out"])
+    assert shown["sent_now"] == list(paillier.STAGE_NAMES) and shown["waiting_for"] is None
+    assert shown["state"] == "published"
+
+
+def test_a_stage_the_whole_cohort_did_not_post_within_its_window_aborts_the_round(
+    start_aggregator: Callable[[paillier.SplitPublicKey], Aggregator], custodians: Custodians, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: the screen is decrypted; the dominance stage opens with no time to post (window 0)
+    import aggregator.round_paillier
+
+    monkeypatch.setattr(aggregator.round_paillier, "STAGE_WINDOW", timedelta(0))
+    agg = start_aggregator(custodians.public_key)
+    firms = enrol_firms(agg, tmp_path, 3, pin=custodians.public_key.key_id)
+    open_round(agg, "late", custodians.public_key.key_id, 3)
+    for f in firms:
+        consent(f, "late")
+        f.client.contribute_paillier("late")
+    assert agg.admin("POST", "/api/v1/rounds/late/run").json()["state"] == "aggregating"
+    for i in range(2):
+        agg.http.post("/api/v1/rounds/late/partial-decryptions", content=decrypt(custodians, i, agg, "late"),
+                      headers={"Content-Type": "application/json"})
+
+    # Execute: a firm reads the stage after its window passed
+    status = firms[0].client.contribute_paillier("late")
+
+    # Assert: the round is aborted with the reason; nothing of the dominance stage was sent
+    shown = agg.admin("GET", "/api/v1/rounds/late").json()
+    assert shown["state"] == "aborted" and "every stage needs the whole cohort" in shown["decision"], shown
+    assert status["sent"] is None and status["waiting_for"] is None
+    assert all("paillier:contribution:dominance" not in f.sent("late") for f in firms)
+
+
+def test_an_aggregator_that_logs_a_failing_dominance_stage_as_passed_gets_no_values_decrypted(
+    start_aggregator: Callable[[paillier.SplitPublicKey], Aggregator], custodians: Custodians, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: firm 0 holds 90 % of production; the aggregator's rule is rigged to let every cell pass, so it
+    # logs the dominance stage as 'proceed' and opens the values stage, which the firms then post
+    import protocols.disclosure
+
+    monkeypatch.setattr(protocols.disclosure, "decide_cells",
+                        lambda _spec, _counts: (protocols.disclosure.StageDecision(True, None, "rigged"), []))
+    agg = start_aggregator(custodians.public_key)
+    firms = enrol_firms(agg, tmp_path, 3, pin=custodians.public_key.key_id, first_production=13_500_000.0)
+    open_round(agg, "rigged", custodians.public_key.key_id, 3)
+    for f in firms:
+        consent(f, "rigged")
+        f.client.contribute_paillier("rigged")
+    assert agg.admin("POST", "/api/v1/rounds/rigged/run").json()["state"] == "aggregating"
+    for _stage in ("screen", "dominance"):
+        for i in range(2):
+            agg.http.post("/api/v1/rounds/rigged/partial-decryptions", content=decrypt(custodians, i, agg, "rigged"),
+                          headers={"Content-Type": "application/json"})
+        for f in firms:
+            f.client.contribute_paillier("rigged")
+    assert stage_entries(agg, "rigged") == [("screen", "proceed"), ("dominance", "proceed")]
+    assert all("paillier:contribution:values" in f.sent("rigged") for f in firms)
+
+    # Execute / Assert: each custodian combines the dominance counts itself and refuses; so it does without them
+    for i in range(2):
+        with pytest.raises(paillier.CustodianRefused, match=r"production \(b = 1, m = 1\) fail the p %-rule"):
+            decrypt(custodians, i, agg, "rigged")
+    no_partials = agg.lying(lambda path, doc: {**doc, "previous_partials": []} if path.endswith("-request") else doc)
+    with pytest.raises(paillier.CustodianRefused, match="checks the p %-rule's counts itself"):
+        decrypt(custodians, 0, agg, "rigged", http=no_partials)
+    assert all("rigged/values" not in done for done in decrypted_rounds(custodians))

@@ -21,6 +21,7 @@ from node import rounds
 from node.service import import_paths
 from node.store import ConsentRow, NodeStore
 from pcf.samples import background_files, firm_files, sample_spec
+from protocols.disclosure import Stage, stage_round_id
 from protocols.flower_apps import run_secagg, secagg_client_app
 from protocols.secagg import SecAggAborted, to_signed
 from protocols.secagg_policy import RoundPolicy
@@ -106,8 +107,8 @@ def test_split_view_lie_at_three_nodes_with_one_sybil_is_refused_and_recovers_no
     assert len(recovered.key_shares) < t
     assert "SecAggAborted" in recovered.errors[B] and "consistency" in recovered.errors[B]
     assert "signature(s) over its survivor set" in recovered.errors[A]
-    assert "secagg:unmask" not in c.stages_sent(A) and "secagg:unmask" not in c.stages_sent(B)
-    refusal = next(row for row in c.outbox(A) if row.stage == "secagg:refused:unmask")
+    assert "secagg:screen:unmask" not in c.stages_sent(A) and "secagg:screen:unmask" not in c.stages_sent(B)
+    refusal = next(row for row in c.outbox(A) if row.stage == "secagg:refused:screen:unmask")
     assert "no share is revealed" in refusal.note
 
 
@@ -128,8 +129,8 @@ def test_split_view_lie_at_five_nodes_with_one_sybil_recovers_nothing(
     # Assert: at most one story gathers t signatures, so at most one of the victim's secrets is exposed
     assert recovered.estimate is None
     assert min(len(recovered.seed_shares), len(recovered.key_shares)) < t
-    told_dropped = [n for n in shown_dropped if "secagg:unmask" in c.stages_sent(n)]
-    told_survived = [n for n in (A, B, C, D) if n not in shown_dropped and "secagg:unmask" in c.stages_sent(n)]
+    told_dropped = [n for n in shown_dropped if "secagg:screen:unmask" in c.stages_sent(n)]
+    told_survived = [n for n in (A, B, C, D) if n not in shown_dropped and "secagg:screen:unmask" in c.stages_sent(n)]
     assert not (told_dropped and told_survived)  # never both stories unmasked
 
 
@@ -143,7 +144,7 @@ def test_signatures_over_another_survivor_set_are_refused(
     recovered = server.split_view(C, shown_dropped=[B])
     assert recovered.estimate is None
     assert "SecAggAborted" in recovered.errors[B]
-    assert all("secagg:unmask" not in c.stages_sent(n) for n in (A, C))
+    assert all("secagg:screen:unmask" not in c.stages_sent(n) for n in (A, C))
 
 
 # ------------------------------------------------------------------------------ who takes part
@@ -159,7 +160,7 @@ def test_three_runs_over_pairs_are_each_refused_before_any_key_is_sent(
         for node in pair:
             assert "2 participant(s); accepted: at least min_participants = 3" in server.errors[node]
     for node in (A, B, C):
-        assert set(c.stages_sent(node)) == {"secagg:refused:advertise_keys"}
+        assert set(c.stages_sent(node)) == {"secagg:refused:screen:advertise_keys"}
         assert consent(c, node).spent_at is None  # a refused round does not spend the consent
 
 
@@ -169,7 +170,7 @@ def test_a_threshold_below_the_spec_is_refused(tmp_path: Path, template: tuple[P
     assert server.to_masked_input() == []
     assert all("threshold 2; accepted: at least 3" in server.errors[n] for n in (A, B, C))
     refusal = c.outbox(A)[0]
-    assert refusal.stage == "secagg:refused:advertise_keys" and "threshold 2" in refusal.note
+    assert refusal.stage == "secagg:refused:screen:advertise_keys" and "threshold 2" in refusal.note
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_parameters_the_invitation_does_not_allow_are_refused(
     server = LyingServer(c.grid(), c, params)
     server.to_masked_input([A, B, C])
     assert all(reason in server.errors[n] for n in (A, B, C)), server.errors
-    assert all(set(c.stages_sent(n)) == {"secagg:refused:advertise_keys"} for n in (A, B, C))
+    assert all(set(c.stages_sent(n)) == {"secagg:refused:screen:advertise_keys"} for n in (A, B, C))
 
 
 # ------------------------------------------------------------------------------ single-use consent
@@ -206,7 +207,7 @@ def test_a_consent_serves_one_run_even_across_restarts(
     # Prepare: an honest first run over the three firms
     c = cohort(tmp_path, template, spec, [A, B, C], [])
     roster = {n: public_key_b64(k) for n, k in c.roster.items()}
-    first = run_secagg(c.grid(run_id=1), c.nodes, spec.round_id, len(c.vector(A)), roster, threshold=3,
+    first = run_secagg(c.grid(run_id=1), c.nodes, stage_round_id(spec.round_id, Stage.SCREEN), len(c.vector(A)), roster, threshold=3,
                        value_bits=round_params(spec, c.nodes).value_bits)
     expected = np.sum([to_signed(c.vector(n)) for n in c.nodes], axis=0)
     assert np.array_equal(to_signed(first.total), expected)
@@ -215,12 +216,12 @@ def test_a_consent_serves_one_run_even_across_restarts(
     # Execute: a second run of the round, then the first run again after a restart (fresh Flower contexts)
     for run_id in (2, 1):
         with pytest.raises(SecAggAborted):
-            run_secagg(c.grid(run_id=run_id), c.nodes, spec.round_id, len(c.vector(A)), roster, threshold=3,
+            run_secagg(c.grid(run_id=run_id), c.nodes, stage_round_id(spec.round_id, Stage.SCREEN), len(c.vector(A)), roster, threshold=3,
                        value_bits=round_params(spec, c.nodes).value_bits)
 
     # Assert: each refusal is in the outbox with its reason; no key advertisement left a second time
     for node in c.nodes:
         stages = c.stages_sent(node)
-        assert stages.count("secagg:advertise_keys") == 1 and stages.count("secagg:refused:advertise_keys") == 2
-        notes = [row.note for row in c.outbox(node) if row.stage == "secagg:refused:advertise_keys"]
+        assert stages.count("secagg:screen:advertise_keys") == 1 and stages.count("secagg:refused:screen:advertise_keys") == 2
+        notes = [row.note for row in c.outbox(node) if row.stage == "secagg:refused:screen:advertise_keys"]
         assert all("already used by Flower run 1" in note for note in notes)

@@ -192,7 +192,8 @@ def test_a_certified_cohort_is_shown_in_the_preview_with_names_codes_and_disclos
     assert [(m["uscc"], m["legal_name_en"]) for m in shown["cohort"]] == [
         (CODES[0], "Victim Aluminium Co., Ltd."), (CODES[1], "Honest Smelter 1 Co., Ltd."),
         (CODES[2], "Honest Smelter 2 Co., Ltd.")]
-    assert shown["disclosure"]["min_participants"] == 3 and shown["disclosure"]["dominance_threshold"] > 0
+    assert shown["disclosure"]["min_participants"] == 3 and shown["disclosure"]["p_percent"] == 10
+    assert shown["disclosure"]["refused"] == []
 
 
 def test_a_revocation_loaded_after_the_invitation_stops_the_contribution(victim: Any) -> None:

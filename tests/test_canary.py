@@ -39,10 +39,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from round_harness import Firm, enrol_and_start, open_round, public, run_round
+from stage_runner import stage_runner
 
 from aggregator import rounds
 from aggregator.flower_runner import FlowerSecAggRunner
-from aggregator.rounds import RosterEntry
+from aggregator.rounds import RosterEntry, StageRun
 from aggregator.settings import AggregatorSettings
 from aggregator.store import open_store
 from keys.identity import generate_identity, public_key_b64
@@ -60,6 +61,7 @@ from pcf.samples import (
     sample_spec,
     spec_for_processes,
 )
+from protocols.disclosure import Stage
 from protocols.factor import PublishedFactor
 from protocols.spec import RoundSpec, sign_spec, vector_layout
 from protocols.stats import aggregate_statistics
@@ -267,7 +269,9 @@ def test_no_canary_reaches_the_aggregator_side_and_the_plaintext_control_finds_t
             record_path=control_record,
         )
         roster = [RosterEntry("", key, "", node) for node, key in opened["roster"]["roster"].items()]
-        plain_sum, n = control(spec, roster)
+        # one plain "stage" carrying the whole vector: everything a firm approved, in the clear
+        plain = control(spec, roster, StageRun(Stage.SCREEN, len(vector_layout(spec)), None))
+        plain_sum, n = list(plain.summed), len(plain.contributors)
         control_source = Source("control: ServerApp received (plain)", [control_record]).read().search(patterns)
         # For information: whether the SuperLink's database kept the plaintext messages it relayed.
         control_link = Source("control: SuperLink database", files_under(root / "superlink")).read().search(patterns)
@@ -326,7 +330,7 @@ def test_a_component_reported_by_one_firm_alone_is_withheld_from_statistics_fact
     ctx = rounds.RoundContext(
         store=agg_store,
         key=key,
-        runner=lambda _spec, _roster: (summed, len(vectors)),
+        runner=stage_runner(lambda _spec, _roster: {f"firm{i}": v for i, v in enumerate(vectors)}),
         spawn=lambda work: work(),
     )
 
@@ -345,7 +349,7 @@ def test_a_component_reported_by_one_firm_alone_is_withheld_from_statistics_fact
 
     # Assert: the grid components are withheld in the statistics, the factor, the store and the log
     names = [s.name for s in vector_layout(spec)]
-    grid_slots = {f"{k}[{c.name_en}]" for c in grids for k in ("x", "wx", "wx2")}
+    grid_slots = {f"wx[{c.name_en}]" for c in grids}  # the linear statistics' slots: never summed
     stats = aggregate_statistics(spec, summed, 3)
     assert {c.name_en for c in stats.withheld} == {c.name_en for c in grids}
     assert all(c.reporters == 1 and c.weighted_mean is None for c in stats.withheld)

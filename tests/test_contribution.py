@@ -16,12 +16,13 @@ from protocols.contribution import (
 )
 from protocols.encoding import from_ring
 from protocols.errors import ContributionError
-from protocols.spec import RoundSpec, spec_hash
+from protocols.spec import ALL_STATISTICS, RoundSpec, spec_hash
 
 
 @pytest.fixture(scope="module")
 def spec() -> RoundSpec:
-    return example_spec()
+    """The example round with every statistic, so that every slot kind is encoded (hence 10 firms at least)."""
+    return example_spec(statistics=list(ALL_STATISTICS), min_participants=10)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_known_answer_slots_of_smelter_a(spec: RoundSpec, firm: FirmInput) -> No
     assert len(c.ints) == len(vector_layout(spec))
     assert ints["count"] == 1
     assert ints["w"] == 1_200_000
-    assert ints["w2"] == 1_440_000_000_000
+    assert "w2" not in ints  # release 0.1's Σw² is no longer collected
     assert ints["x[Alumina]"] == 1_925_000  # 1.925 t/t at scale 1e6
     assert ints["wx[Alumina]"] == 2_310_000_000_000  # 1.2e6 t x 1.925 at scale 1e6
     assert ints["wx[AC electricity]"] == 16_020_000_000_000  # 1.2e6 x 13350 at scale 1e3
@@ -69,6 +70,16 @@ def test_preview_rows_show_plaintext_value_unit_and_integer(spec: RoundSpec, fir
     assert rows["wx[Alumina]"].unit == "t·t/t"
     assert rows["wx2[AC electricity]"].value == pytest.approx(1.2e6 * 13350.0**2)
     assert rows["F"].unit == "kg CO2e/t"
+
+
+def test_the_default_linear_round_encodes_only_counts_production_and_weighted_sums(firm: FirmInput) -> None:
+    linear = example_spec()
+    c = build_contribution(linear, firm.values, firm.weight, firm.footprint_by_gas)
+    ints = dict(zip([s.name for s in c.slots], c.ints, strict=True))
+    assert {s.kind for s in c.slots} == {"count", "w", "n", "wx", "nF", "wF"}
+    assert (ints["count"], ints["w"], ints["n[Alumina]"]) == (1, 1_200_000, 1)
+    assert ints["wx[Alumina]"] == 2_310_000_000_000 and ints["wx[AC electricity]"] == 16_020_000_000_000
+    assert ints["wF[CF4]"] == round(1_200_000 * 0.032 * 6630.0 * 1000)  # t × kg CO2e/t at scale 1e3
 
 
 def test_ring_vector_round_trips(spec: RoundSpec, firm: FirmInput) -> None:

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paillier_log import paillier_spec, round_log
+from paillier_log import paillier_spec, receipt_payload, round_log, stage_payload
 from typer.testing import CliRunner
 
 from custodian.store import ledger_path, load_public_key
 from keys import identity
 from keys.cli_common import EXIT_BAD_INPUT, EXIT_EXISTS, EXIT_KEY_FILE, EXIT_REFUSED
 from pcf.cli import app
-from protocols.paillier import PartialDecryption, combine, encrypt_contribution, spec_layout
+from protocols.paillier import PartialDecryption, combine, encrypt_contribution, make_layout, spec_layout
+from protocols.translog import CONTRIBUTION_RECEIPT, STAGE
 
 runner = CliRunner()
 
@@ -76,7 +77,7 @@ def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_decrypti
             "--out", str(tmp_path / f"partial-{i}.json"), "--password-env", f"PW{i}", "--json",
         )
         assert code == 0, out
-        assert out["contributions"] == 3 and out["custodian_index"] == i
+        assert out["contributions"] == 3 and out["custodian_index"] == i and out["stage"] == "screen"
         partials.append(PartialDecryption.from_dict(json.loads((tmp_path / f"partial-{i}.json").read_text())))
     code_again, again = custodian(
         "decrypt", "--no-authority", "--share", str(ceremony / "custodian-0.share"), "--round", "round-1",
@@ -93,6 +94,49 @@ def test_custodian_init_and_decrypt_recover_the_sum_and_refuse_a_second_decrypti
     assert code_show == 0 and shown["custodian_index"] == 0 and shown["key_id"] == init["key_id"]
     assert shown["decrypted_rounds"] == ["round-1"]
     assert "exponent" not in json.dumps(shown)
+
+
+def test_custodian_decrypt_takes_the_stage_the_log_shows_the_round_waiting_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a round whose log shows the screen decided 'proceed' and the cohort's dominance contributions
+    ceremony = tmp_path / "ceremony"
+    monkeypatch.setenv("PW0", "first custodian's password")
+    monkeypatch.setenv("PW1", "second custodian's password")
+    assert custodian("init", "--out", str(ceremony), "--custodians", "2", "--password-env", "PW0",
+                     "--password-env", "PW1", "--json")[0] == 0
+    public_key = load_public_key(ceremony / "paillier_public_key.json")
+    firms = [identity.generate_identity() for _ in range(3)]
+    spec = paillier_spec("staged", public_key.key_id)
+    aggregator = identity.generate_identity()
+    layout = make_layout([1, 1], spec.max_participants, spec.paillier.key_bits)
+    screens = [encrypt_contribution(public_key, spec_layout(spec), [0] * spec_layout(spec).n_slots, "staged", f)
+               for f in firms]
+    counts = [encrypt_contribution(public_key, layout, [1, 1], "staged", f, stage="dominance") for f in firms]
+    log = round_log(aggregator, spec, firms, list(zip(firms, screens, strict=True)))
+    log.append(STAGE, stage_payload(spec, "screen"))
+    for k, (f, c) in enumerate(zip(firms, counts, strict=True)):
+        log.append(CONTRIBUTION_RECEIPT, receipt_payload("staged", f, c.to_dict(), f"1893456200.{k:06d}", stage="dominance"))
+    log_file, request = tmp_path / "log.json", tmp_path / "request.json"
+    log_file.write_text(json.dumps({"entries": [e.model_dump(mode="json") for e in log.entries]}))
+    request.write_text(json.dumps({"round_id": "staged", "stage": "dominance", "contributions": [c.to_dict() for c in counts]}))
+
+    # Execute
+    partials = []
+    for i in range(2):
+        code, out = custodian(
+            "decrypt", "--no-authority", "--share", str(ceremony / f"custodian-{i}.share"), "--round", "staged",
+            "--aggregator-key", identity.public_key_b64(aggregator), "--log", str(log_file), "--request", str(request),
+            "--out", str(tmp_path / f"partial-{i}.json"), "--password-env", f"PW{i}", "--json",
+        )
+        assert code == 0, out
+        assert out["stage"] == "dominance"
+        partials.append(PartialDecryption.from_dict(json.loads((tmp_path / f"partial-{i}.json").read_text())))
+
+    # Assert: the two counts of the three firms; the ledger names the stage
+    assert combine(partials, public_key, layout, 3) == [3, 3]
+    assert all(p.stage == "dominance" for p in partials)
+    assert custodian("show", str(ceremony / "custodian-0.share"), "--json")[1]["decrypted_rounds"] == ["staged/dominance"]
 
 
 PASSWORDS = {"PW0": "first custodian's password", "PW1": "second custodian's password"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from example_round import example_firms, example_spec
+from stage_runner import run_in_clear
 
 from lca.io.ilcd import read_ilcd, write_ilcd
 from lca.io.jsonld import read_jsonld, write_jsonld
@@ -16,7 +17,8 @@ from protocols.contribution import (
     build_contribution,
     footprint_from_components,
 )
-from protocols.encoding import ring_sum
+from protocols.disclosure import Stage
+from protocols.encoding import from_ring, ring_sum
 from protocols.factor import (
     DatePeriod,
     FactorError,
@@ -29,26 +31,32 @@ from protocols.factor import (
     ilcd_version,
     revision_of,
 )
-from protocols.spec import RoundSpec, spec_hash
-from protocols.stats import OTHER_GASES, AggregateStatistics, aggregate_statistics
+from protocols.spec import ALL_STATISTICS, RoundSpec, spec_hash
+from protocols.stats import OTHER_GASES, AggregateStatistics, aggregate_statistics, staged_statistics
 
 NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def _stats(spec: RoundSpec, footprint_scale: float = 1.0) -> AggregateStatistics:
-    firms = example_firms(spec)
+def _summed(spec: RoundSpec, footprint_scale: float = 1.0) -> list[int]:
+    """The example smelters' summed contributions (footprints scaled by ``footprint_scale``)."""
     vectors = [
         build_contribution(
             spec, f.values, f.weight, {g: v * footprint_scale for g, v in f.footprint_by_gas.items()}
         ).to_ring()
-        for f in firms
+        for f in example_firms(spec)
     ]
-    return aggregate_statistics(spec, ring_sum(vectors), len(firms))
+    return from_ring(ring_sum(vectors))
+
+
+def _stats(spec: RoundSpec, footprint_scale: float = 1.0) -> AggregateStatistics:
+    return aggregate_statistics(spec, _summed(spec, footprint_scale), len(example_firms(spec)))
 
 
 @pytest.fixture(scope="module")
 def spec() -> RoundSpec:
-    return example_spec(region="CN-YN")
+    # Every statistic over the four example smelters: a round would need 10 firms for the dispersion
+    # ones (protocols.disclosure.spec_problems); the factor is built from whatever the statistics hold.
+    return example_spec(region="CN-YN", statistics=list(ALL_STATISTICS))
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +81,24 @@ def test_factor_value_is_the_production_weighted_mean_footprint(
     assert factor.distribution.quantiles == fp.quantiles
     assert factor.distribution.mean == fp.mean and factor.distribution.weighted_sd == fp.weighted_sd
     assert factor.n_participants == 4 and factor.production_covered == stats.production == 2_750_000
+
+
+def test_a_factor_of_the_default_linear_statistics_has_means_only_and_no_spread() -> None:
+    # Prepare: the round as a spec of this release asks for it by default
+    spec = example_spec(region="CN-YN")
+    stats = _stats(spec)
+
+    # Execute
+    factor = build_factor(spec, stats, now=NOW)
+
+    # Assert: the weighted means are there, nothing that needs second moments or the distribution
+    assert factor.value == stats.footprint.weighted_mean and factor.gases == stats.footprint.weighted_mean_by_gas
+    d = factor.distribution
+    assert (d.mean, d.sd, d.weighted_sd, d.gsd, d.quantiles) == (None, None, None, None, {})
+    means = {c.flow: c.weighted_mean for c in stats.components}
+    assert all(e.amount == means[e.flow] and e.uncertainty is None for e in factor.unit_process.exchanges[1:])
+    assert default_dqi(spec, stats).precision is None
+    assert factor.cross_check.agree
 
 
 def test_factor_carries_periods_boundary_source_and_classification(factor: PublishedFactor) -> None:
@@ -195,6 +221,69 @@ def test_a_gas_one_firm_emits_is_published_only_merged_into_other_gases_and_the_
     description = factor.unit_process.description
     assert "fewer than 3 firms (C2F6)" in description["en"] and f"CO2, C2F6 are shown together as '{OTHER_GASES}'" in description["en"]
     assert "C2F6" in description["zh"]
+
+
+def _alumina_dominated_round(spec: RoundSpec) -> AggregateStatistics:
+    """The example round's stages, with Smelter D using 4.9 t/t alumina and the others 0.01: its share of Σwx is 98 %."""
+    alumina = spec.components[0].flow
+    rows = {}
+    for f in example_firms(spec):
+        values = f.values | {alumina: 4.9 if f.name == "Smelter D" else 0.01}
+        rows[f.name] = build_contribution(spec, values, f.weight, footprint_from_components(spec, values)).ints
+    staged = run_in_clear(spec, rows)
+    expected = ["wx[Alumina]"] + (["x[Alumina]"] if "mean" in spec.statistics else [])  # x: unweighted, when collected
+    assert staged.stopped is None and staged.dominated == expected
+    return staged_statistics(spec, staged.sums[Stage.SCREEN], staged.sums[Stage.VALUES], staged.dominated)
+
+
+def test_a_component_the_p_percent_rule_withholds_is_left_out_of_the_unit_process(spec: RoundSpec) -> None:
+    # Prepare
+    stats = _alumina_dominated_round(spec)
+    alumina = spec.components[0].flow
+
+    # Execute
+    factor = build_factor(spec, stats, now=NOW)
+
+    # Assert: like a component few firms report, but 4 firms report it
+    assert stats.components[0].withheld_by == "dominance" and stats.components[0].reporters == 4
+    assert alumina not in {e.flow for e in factor.unit_process.exchanges}
+    assert alumina not in {e.flow for e in factor.exchange_statistics}
+    assert [(u.flow, u.reason) for u in factor.cross_check.unchecked] == [(alumina, "withheld")]
+    assert factor.value == pytest.approx(factor.cross_check.from_inventory + factor.cross_check.difference)
+
+
+def test_the_description_of_a_component_withheld_by_the_p_percent_rule_does_not_blame_its_reporters(
+    spec: RoundSpec,
+) -> None:
+    # Fails today: protocols.factor.build_factor says "reported by fewer than 3 firms" for every withheld
+    # component, also for Alumina, which 4 firms report and the p %-rule withheld.
+    factor = build_factor(spec, _alumina_dominated_round(spec), now=NOW)
+    description = factor.unit_process.description
+    assert "Alumina" in description["en"] and "%-rule" in description["en"]
+    assert "reported by fewer than" not in description["en"]
+
+
+def test_a_gas_the_p_percent_rule_refuses_leaves_only_the_total_footprint(spec: RoundSpec) -> None:
+    # Prepare: the CF4 cell failed (as the cells stage would report it), so no gas is shown on its own
+    stats = _stats(spec)
+    dominated = aggregate_statistics(spec, _summed(spec), 4, dominated=["wF[CF4]"])
+
+    # Execute
+    factor = build_factor(spec, dominated, now=NOW)
+
+    # Assert
+    assert dominated.footprint.merged_gases == tuple(spec.footprint.gases) and dominated.footprint.withheld_gases == ()
+    assert factor.gases == {OTHER_GASES: factor.value} and factor.value == stats.footprint.weighted_mean
+    assert [g.gas for g in factor.cross_check.by_gas] == [OTHER_GASES]
+    assert factor.fossil == pytest.approx(factor.value, rel=1e-12)
+
+
+def test_the_description_of_gases_merged_by_the_p_percent_rule_does_not_blame_their_emitters(spec: RoundSpec) -> None:
+    # Fails today: protocols.factor.build_factor writes "Gases emitted by fewer than 3 firms () are not
+    # shown by gas" when the p %-rule, not the emitter count, merged them (withheld_gases is empty).
+    factor = build_factor(spec, aggregate_statistics(spec, _summed(spec), 4, dominated=["wF[CF4]"]), now=NOW)
+    description = factor.unit_process.description["en"]
+    assert "()" not in description and "%-rule" in description
 
 
 def test_a_component_with_aliases_is_reported_as_firm_specific_background_not_checkable(spec: RoundSpec) -> None:

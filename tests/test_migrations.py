@@ -37,6 +37,8 @@ AGGREGATOR_PUBLIC_KEY_0_1 = "cu7yOBl9qKbohzuJiLdFAmCkwBqdjsJrSw-QedaryIQ"
 
 NODE_TABLES = set(node_migrations.RELEASE_0_1_TABLES)
 AGG_TABLES = set(agg_migrations.RELEASE_0_1_TABLES)
+AGG_TABLES_HEAD = AGG_TABLES | {"factor_cohort"}
+"""The aggregator's tables at the head revision (``contribution.stage``, ``partial_decryption.stage``: revision 0006)."""
 PRIMARY_KEYS = {"node_setting": "key", "invitation": "round_id", "round": "id", "aggregate": "round_id",
                 "translog_entry": "seq", "seen_request": "signature"}
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -152,7 +154,7 @@ def test_release_0_1_aggregator_database_upgrades_and_its_log_still_verifies(tmp
     finally:
         store.close()
 
-    assert tables(db) == AGG_TABLES | {agg_migrations.VERSION_TABLE}
+    assert tables(db) == AGG_TABLES_HEAD | {agg_migrations.VERSION_TABLE}
     after = dump(db, AGG_TABLES)
     after["member"], after["translog_entry"] = after["member"][:3], after["translog_entry"][:4]
     same_rows(before, after)
@@ -181,7 +183,7 @@ def test_release_0_1_aggregator_database_patched_by_add_missing_columns_gets_its
             tx.set_member_status(2, "approved", T0, flower_node_id="18446744073709551557")
     finally:
         store.close()
-    assert tables(db) == AGG_TABLES | {agg_migrations.VERSION_TABLE}  # its empty node tables are gone
+    assert tables(db) == AGG_TABLES_HEAD | {agg_migrations.VERSION_TABLE}  # its empty node tables are gone
     same_rows(before, dump(db, AGG_TABLES))
 
 
@@ -210,7 +212,7 @@ def test_fresh_sqlite_databases_get_exactly_the_models_tables(tmp_path: Path) ->
         node.close()
         agg.close()
     assert tables(tmp_path / "node.db") == NODE_TABLES | {node_migrations.VERSION_TABLE}
-    assert tables(tmp_path / "agg.db") == AGG_TABLES | {agg_migrations.VERSION_TABLE}
+    assert tables(tmp_path / "agg.db") == AGG_TABLES_HEAD | {agg_migrations.VERSION_TABLE}
 
 
 def test_in_memory_aggregator_store_is_migrated() -> None:
@@ -230,7 +232,7 @@ def test_fresh_postgres_database_gets_exactly_the_models_tables(role: str, fresh
         metadata, version_table, expected = node_metadata, node_migrations.VERSION_TABLE, NODE_TABLES
     else:
         store = open_store(fresh_pg_database)
-        metadata, version_table, expected = aggregator_metadata, agg_migrations.VERSION_TABLE, AGG_TABLES
+        metadata, version_table, expected = aggregator_metadata, agg_migrations.VERSION_TABLE, AGG_TABLES_HEAD
     try:
         assert schema_diff(store.engine, metadata, version_table) == []
         assert set(sa.inspect(store.engine).get_table_names()) == expected | {version_table}
@@ -281,7 +283,7 @@ def test_node_store_in_a_process_that_imported_the_aggregator_store_has_only_nod
 
 def test_aggregator_store_in_a_process_that_imported_the_node_store_has_only_its_tables(tmp_path: Path) -> None:
     run_python(f"import node.store\nfrom aggregator.store import open_store\nopen_store('sqlite:///{tmp_path}/a.db')")
-    assert tables(tmp_path / "a.db") == AGG_TABLES | {agg_migrations.VERSION_TABLE}
+    assert tables(tmp_path / "a.db") == AGG_TABLES_HEAD | {agg_migrations.VERSION_TABLE}
 
 
 def test_a_role_refuses_the_other_roles_database(tmp_path: Path) -> None:

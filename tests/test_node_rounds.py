@@ -88,7 +88,11 @@ def test_preview_shows_the_firms_values_and_own_footprint(node: tuple[NodeStore,
     assert data["footprint_total"] == pytest.approx(total, rel=1e-12)
     slots = {r["slot"]: r for r in data["slots"]}
     assert slots["count"]["integer"] == 1 and slots["w"]["integer"] == 600000
-    assert slots["x[Alumina]"]["integer"] == 1_921_000
+    assert slots["wx[Alumina]"]["integer"] == 600_000 * 1_921_000  # w × x at scale 1 × 10**6
+    assert "x[Alumina]" not in slots  # the unweighted mean is not a default statistic
+    disclosure = data["disclosure"]
+    assert disclosure["p_percent"] == 10 and disclosure["node_min_participants"] == 3 and disclosure["refused"] == []
+    assert [s.split(":")[0] for s in disclosure["stages"]] == ["screen", "dominance", "values", "cells"]
     assert slots["n[Alumina]"]["integer"] == 1 and slots["n[Electricity, AC, grid and captive]"]["integer"] == 1
 
 
@@ -168,3 +172,34 @@ def test_outbox_lists_size_and_sha256_of_what_left(node: tuple[NodeStore, str]) 
     [row] = json.loads(result.stdout)
     assert row["size"] == 5 and row["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
     assert row["stage"] == "secagg:share-keys" and row["recipient"] == "superlink"
+
+
+def test_a_round_below_this_firms_floor_is_refused_at_approval_and_at_contribution(
+    node: tuple[NodeStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a round that publishes with 3 firms, approved while the firm accepted 3
+    store, url = node
+    round_id = invite(store)
+    rounds.approve(store, round_id, firm_uuid(store), confirm_zeros=True)
+
+    # Execute: the firm now demands 5 (PCF_NODE_MIN_PARTICIPANTS)
+    monkeypatch.setenv("PCF_NODE_MIN_PARTICIPANTS", "5")
+    result = runner.invoke(app, ["node", "preview", round_id, "--process", firm_uuid(store), "--db", url,
+                                 "--confirm-zeros", "--json"])  # fmt: skip
+
+    # Assert: the preview names the refusal; nothing can be contributed, and a new approval is refused
+    assert result.exit_code == 0, result.output
+    disclosure = json.loads(result.stdout)["disclosure"]
+    assert disclosure["node_min_participants"] == 5
+    assert any("min_participants 3 is below 5" in p for p in disclosure["refused"])
+    with pytest.raises(rounds.ConsentError, match="below 5"):
+        rounds.approved_contribution(store, round_id)
+    spec = sample_spec("aluminium", round_id="second-round")
+    rounds.receive_invitation(store, sign_spec(spec, AGG), sign_roster(AGG, spec.round_id, spec_hash(spec),
+                                                                       {"7": public_key_b64(AGG)}))  # fmt: skip
+    with pytest.raises(rounds.ConsentError, match="refused by this node's disclosure rules"):
+        rounds.approve(store, spec.round_id, firm_uuid(store), confirm_zeros=True)
+    # a floor below 3 is not a setting a firm can choose
+    monkeypatch.setenv("PCF_NODE_MIN_PARTICIPANTS", "2")
+    with pytest.raises(ValueError, match="greater than or equal to 3"):
+        rounds.node_floor()

@@ -8,16 +8,21 @@ import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from example_round import example_firms, example_spec
 from paillier_log import paillier_spec, round_log
+from stage_runner import run_in_clear
 
 from custodian.ceremony import custodian_init
 from custodian.decrypt import custodian_decrypt
 from custodian.errors import CustodianKeyError, ShareUnlockFailed
 from custodian.store import ledger_path, load_public_key, load_share, save_share
 from keys.identity import Ed25519PrivateKey, generate_identity, public_key_b64
+from protocols.contribution import build_contribution
+from protocols.disclosure import Stage, StagedRound, cells_of, count_layout, screen_layout, stage_vector
 from protocols.errors import ProtocolError
 from protocols.paillier import (
     CombineFailed,
@@ -31,18 +36,25 @@ from protocols.paillier import (
     SignedContribution,
     SplitPublicKey,
     aggregate,
+    check_slot_values,
     combine,
     custodian_partial_decrypt,
     deal_exponent_shares,
     encrypt_contribution,
+    encrypt_stage,
     generate_split_key,
     gmpy2_active,
     make_layout,
     pack,
     sign_contribution,
+    slots_packing,
     spec_layout,
     unpack,
+    verify_contribution,
 )
+from protocols.paillier import contribute as paillier_contribute
+from protocols.spec import vector_layout
+from protocols.stats import staged_statistics
 
 ROUND = "2025-Q1-cement-clinker"
 TEST_BITS = 1024  # production ceremonies use ≥ 2048; 1024 keeps the suite fast
@@ -585,7 +597,7 @@ def test_key_id_contribution_digest_and_partial_are_canonical_encodings(
     wire = c.to_dict()
     expected_digest = digest(
         Kind.CONTRIBUTION,
-        {k: wire[k] for k in ("protocol", "round_id", "key_id", "sender", "ciphertexts")},
+        {k: wire[k] for k in ("protocol", "round_id", "stage", "key_id", "sender", "ciphertexts")},
     )
 
     # Execute
@@ -600,6 +612,7 @@ def test_key_id_contribution_digest_and_partial_are_canonical_encodings(
         Kind.CUSTODIAN_PARTIAL,
         {
             "round_id": ROUND,
+            "stage": "screen",
             "key_id": public_key.key_id,
             "custodian_index": 0,
             "contribution_set": partial.set_digest,
@@ -631,3 +644,90 @@ def test_a_version_1_share_file_is_refused_by_name(
 
     with pytest.raises(CustodianKeyError, match="pcf-paillier-share-v2"):
         load_share(path, PASSWORDS[0])
+
+
+# --------------------------------------------------------------------------- disclosure stages
+
+
+def test_the_honest_node_refuses_a_negative_value_in_a_non_negative_slot_before_encrypting(
+    public_key: SplitPublicKey, firms: list[Ed25519PrivateKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a screen vector with production -5 t (issue 10: packing offsets every slot by its bound, so it
+    # would encode -5 as readily as +5), and a dominance vector with a count of -1; nothing may be encrypted
+    spec = paillier_spec(ROUND, public_key.key_id)
+    slots = screen_layout(spec)
+    negative_w = [1 if s.kind == "count" else -5 if s.kind == "w" else 0 for s in slots]
+    too_large_count = [2 if s.kind == "count" else 0 for s in slots]
+
+    def no_encryption(*_args: object) -> None:
+        raise AssertionError("a value its slot refuses reached the encryption")
+
+    monkeypatch.setattr(paillier_contribute, "encrypt_with_randomness", no_encryption)
+
+    # Execute / Assert
+    with pytest.raises(LayoutError, match=r"slot w: value -5 is negative; accepted: 0 to \d+"):
+        encrypt_stage(public_key, spec, Stage.SCREEN, None, negative_w, firms[0])
+    with pytest.raises(LayoutError, match="slot count: value 2 outside the slot's bound; accepted: 0 to 1"):
+        encrypt_stage(public_key, spec, Stage.SCREEN, None, too_large_count, firms[0])
+    counts = count_layout(cells_of(spec, Stage.DOMINANCE, set(), []))
+    with pytest.raises(LayoutError, match=r"slot b\[production\]: value -1 is negative"):
+        check_slot_values(counts, [-1, 1])
+    check_slot_values(counts, [1, 0])  # an honest count vector passes
+
+
+@pytest.fixture(scope="module")
+def key_2048() -> tuple[SplitPublicKey, list[KeyShare]]:
+    return generate_split_key(2, 2048)
+
+
+def test_four_encrypted_stage_sums_equal_the_stages_in_the_clear_and_the_plaintext_weighted_mean(
+    key_2048: tuple[SplitPublicKey, list[KeyShare]],
+) -> None:
+    # Prepare: four smelters, their full contribution vectors, and the stages run in the clear
+    public, custodian_shares = key_2048
+    spec = example_spec(round_id=ROUND, protocol="paillier", paillier={"key_bits": 2048, "key_id": public.key_id})
+    inputs = example_firms(spec)
+    keys = {f.name: generate_identity() for f in inputs}
+    rows = {public_key_b64(keys[f.name]): build_contribution(spec, f.values, f.weight, f.footprint_by_gas).ints
+            for f in inputs}
+    aggregator = generate_identity()
+    clear = run_in_clear(spec, rows, aggregator)
+    roster = frozenset(rows)
+
+    # Execute: each stage encrypted by every firm, decrypted by both custodians, recorded in order
+    staged = StagedRound(spec)
+    ledger: dict[str, str] = {}
+    while (stage := staged.next_stage()) is not None:
+        signed = staged.context(aggregator, stage)
+        context = signed.context if signed is not None else None
+        posted = [encrypt_stage(public, spec, stage, context, stage_vector(spec, rows[k], stage, context), key)
+                  for k, key in ((public_key_b64(key), key) for key in keys.values())]
+        partials = [custodian_partial_decrypt(s, public, posted, roster, 3, ROUND, ledger=ledger if s.index == 0 else {},
+                                              stage=str(stage)) for s in custodian_shares]
+        summed = combine(partials, public, slots_packing(spec, staged.layout(stage)), len(posted))
+        staged.record(stage, summed, [c.sender for c in posted])
+
+    # Assert: the same sums as in the clear, one ledger entry per stage, and the exact plaintext weighted mean
+    assert staged.sums == clear.sums and staged.stopped is None
+    assert sorted(ledger) == sorted([ROUND, *(f"{ROUND}/{s}" for s in ("dominance", "values", "cells"))])
+    stats = staged_statistics(spec, staged.sums[Stage.SCREEN], staged.sums[Stage.VALUES], staged.dominated)
+    layout = vector_layout(spec)
+    total_w = sum(Fraction(r[next(i for i, s in enumerate(layout) if s.kind == "w")]) for r in rows.values())
+    for c, comp in enumerate(stats.components):
+        wx = next(i for i, s in enumerate(layout) if s.kind == "wx" and s.component == c)
+        scale_w = next(s.scale for s in layout if s.kind == "w")
+        exact = Fraction(sum(r[wx] for r in rows.values())) / layout[wx].scale / (total_w / scale_w)
+        assert comp.weighted_mean == float(exact), comp.name_en
+
+
+def test_a_stage_bound_into_the_digest_cannot_be_relabelled(
+    public_key: SplitPublicKey, firms: list[Ed25519PrivateKey], roster: frozenset[str], layout: PackingLayout
+) -> None:
+    # A malicious aggregator relabels a firm's screen contribution as its values contribution
+    c = encrypt_contribution(public_key, layout, VECTORS[0], ROUND, firms[0])
+    relabelled = dataclasses.replace(c, stage="values")
+
+    with pytest.raises(ContributionRejected, match="digest"):
+        verify_contribution(relabelled, public_key, roster, ROUND, stage="values")
+    with pytest.raises(ContributionRejected, match="it is for stage 'screen', expected stage 'values'"):
+        verify_contribution(c, public_key, roster, ROUND, stage="values")

@@ -23,6 +23,7 @@ import pytest
 from asgi_client import InProcessClient, in_process_client
 from example_round import example_firms, example_spec
 from pydantic import SecretStr
+from stage_runner import stage_runner
 
 from aggregator import translog
 from aggregator.app import create_app
@@ -67,9 +68,14 @@ def example_round(round_id: str) -> RoundSpec:
     return example_spec(round_id=round_id, deadline=datetime.now(UTC) + timedelta(days=1))
 
 
-def summing_runner(spec: RoundSpec, roster: Sequence[Any]) -> tuple[list[int], int]:
+def _example_rows(spec: RoundSpec, roster: Sequence[Any]) -> dict[str, list[int]]:
+    """The four example smelters' vectors, one per roster member (every stage summed in the clear)."""
     rows = [build_contribution(spec, f.values, f.weight, f.footprint_by_gas).ints for f in example_firms(spec)]
-    return [sum(column) for column in zip(*rows, strict=True)], len(rows)
+    keys = [m.identity_public_key for m in roster] + [f"example-{i}" for i in range(len(rows))]
+    return dict(zip(keys, rows, strict=False))
+
+
+summing_runner = stage_runner(_example_rows)
 
 
 @dataclass
@@ -198,13 +204,13 @@ def test_pcf_verify_accepts_the_log_and_factor_the_aggregator_publishes(aggregat
     assert wait_published(aggregator, spec.round_id)["state"] == "published"
     aggregator_key = aggregator.get("/api/v1/aggregator").json()["public_key"]
     log = aggregator.get("/api/v1/log").json()["entries"]
-    assert [e["type"] for e in log] == ["spec_published", "roster", "aggregate", "publication"]
+    assert [e["type"] for e in log] == ["spec_published", "roster", *["stage"] * 4, "aggregate", "publication"]
     assert {e["format"] for e in log} == {1}
     factor_id = log[-1]["payload"]["factor_id"]
 
     report = verify_factor(factor_id, BASE, aggregator_public_key=aggregator_key, client=cast(httpx.Client, aggregator))
     assert report.ok, report.reason
-    assert report.entries_checked == 4 and report.round_id == spec.round_id
+    assert report.entries_checked == 8 and report.round_id == spec.round_id
 
     # one byte of the served log changed: the aggregate's n
     def altered(request: httpx.Request) -> httpx.Response:
@@ -225,7 +231,7 @@ def test_pcf_verify_accepts_the_log_and_factor_the_aggregator_publishes(aggregat
     entries[-1] = entries[-1].model_copy(update={"format": LEGACY_FORMAT})
     with pytest.raises(ProvenanceError, match="release 0.1") as caught:
         check_factor(entries, aggregator_key, factor, VerifyReport(ok=False, factor_id=factor_id, base_url=BASE))
-    assert caught.value.seq == 4
+    assert caught.value.seq == 8
 
 
 def test_a_receipt_the_node_signed_and_the_aggregator_logged_passes_the_chain_check(tmp_path: Path) -> None:

@@ -17,10 +17,14 @@ from protocols.canonical import Kind, encode
 from protocols.encoding import INT64_MAX
 from protocols.errors import InvalidSignature, SpecError
 from protocols.spec import (
+    ALL_STATISTICS,
+    DEFAULT_STATISTICS,
     DERIVED_KINDS,
+    OTHER_GASES,
     RoundSpec,
     SignedSpec,
     canonical_bytes,
+    other_gases_slot,
     sign_spec,
     spec_hash,
     validate_spec,
@@ -31,7 +35,8 @@ from protocols.spec import (
 
 @pytest.fixture(scope="module")
 def spec() -> RoundSpec:
-    return example_spec()
+    """The example round with every statistic, so every slot kind is in its layout (hence 10 firms at least)."""
+    return example_spec(statistics=list(ALL_STATISTICS), min_participants=10)
 
 
 @pytest.fixture(scope="module")
@@ -50,30 +55,62 @@ def _with_component(spec: RoundSpec, index: int, **changes: object) -> RoundSpec
 
 def test_example_aluminium_spec_validates_with_headroom_in_every_slot(spec: RoundSpec) -> None:
     proof = validate_spec(spec)
-    assert [s.name for s in proof.slots] == [s.name for s in vector_layout(spec)]
+    # every slot of the layout, then the values stage's one slot for merged gases (protocols.disclosure)
+    assert [s.name for s in proof.slots] == [s.name for s in vector_layout(spec)] + [f"wF[{OTHER_GASES}]"]
     assert proof.min_headroom_bits() >= 0
     assert all(s.max_abs_sum <= INT64_MAX for s in proof.slots)
     assert proof.spec_hash == spec_hash(spec)
-    assert proof.min_publishable_n == 3  # 1 / 0.6² = 2.78
+    assert proof.min_publishable_n == 10  # min_participants
+    assert validate_spec(example_spec()).min_publishable_n == 3
+    assert validate_spec(example_spec(min_participants=1)).min_publishable_n == 3  # never below the floor
     assert "wx2[AC electricity]" in str(proof)
+
+
+def test_the_merged_gases_slot_is_proven_for_every_gas_merged_at_the_fitted_scale(spec: RoundSpec) -> None:
+    # Prepare
+    slot = other_gases_slot(spec)
+    wf = next(s for s in vector_layout(spec) if s.kind == "wF")
+    proof = {s.name: s for s in validate_spec(spec).slots}
+
+    # Assert: bound G × a wF slot's, the nominal scale while it fits, carried in the overflow proof
+    assert slot is not None and (slot.name, slot.kind, slot.gas) == (f"wF[{OTHER_GASES}]", "wF", OTHER_GASES)
+    assert slot.bound == 5 * wf.bound and slot.scale == wf.scale == wf.nominal_scale
+    assert slot.bound_int == round(slot.bound * slot.scale) and spec.max_participants * slot.bound_int <= INT64_MAX
+    assert proof[slot.name].max_abs_sum == spec.max_participants * slot.bound_int
+    crowded = example_spec(max_participants=4000)  # 5 × wF no longer fits at the nominal scale; one wF still does
+    merged, single = other_gases_slot(crowded), next(s for s in vector_layout(crowded) if s.kind == "wF")
+    assert merged is not None and single.scale == single.nominal_scale and merged.scale == single.scale / 10
+    assert 4000 * merged.bound_int <= INT64_MAX
+    one_gas = example_spec(footprint=spec.footprint.model_copy(update={"gases": ["CO2"]}),
+                           background_factors={c.flow: {"CO2": 1.0} for c in spec.components})  # fmt: skip
+    assert other_gases_slot(one_gas) is None
+    assert other_gases_slot(example_spec(statistics=["weighted_mean", "footprint_mean"])) is None
 
 
 def test_layout_order_and_size_of_the_example(spec: RoundSpec) -> None:
     names = [s.name for s in vector_layout(spec)]
-    assert names[:5] == ["count", "w", "w2", "n[Alumina]", "n[Carbon anode, net]"]
+    assert names[:4] == ["count", "w", "n[Alumina]", "n[Carbon anode, net]"]
     assert names.index("wx[Alumina]") == names.index("n[C2F6]") + 1
     assert names.index("x[Alumina]") > names.index("wx[C2F6]")
     assert names[-1] == "hist[30000,50000]"  # last bin closed
     assert names.index("wF[CO2]") == names.index("nF[C2F6]") + 1
-    assert len(names) == 3 + 4 * 6 + 2 * 5 + 3 + 17
+    assert len(names) == 2 + 4 * 6 + 2 * 5 + 3 + 17
+    assert "w2" not in names  # release 0.1's Σw² (the concentration screen) is no longer collected
 
 
 def test_statistics_subset_leaves_unneeded_slots_out(spec: RoundSpec) -> None:
     small = example_spec(statistics=["weighted_mean", "footprint_weighted_mean"])
     kinds = {s.kind for s in vector_layout(small)}
-    assert kinds == {"count", "w", "w2", "n", "wx", "nF", "wF"}
+    assert kinds == {"count", "w", "n", "wx", "nF", "wF"}
     gsd_only = example_spec(statistics=["gsd"])
-    assert {s.kind for s in vector_layout(gsd_only)} == {"count", "w", "w2", "n", "wx", "wx2"}
+    assert {s.kind for s in vector_layout(gsd_only)} == {"count", "w", "n", "wx", "wx2"}
+
+
+def test_the_default_statistics_are_the_linear_ones(spec: RoundSpec) -> None:
+    default = example_spec()
+    assert default.statistics == list(DEFAULT_STATISTICS) == ["weighted_mean", "footprint_weighted_mean"]
+    assert vector_layout(default) == vector_layout(example_spec(statistics=["weighted_mean", "footprint_weighted_mean"]))
+    assert set(ALL_STATISTICS) == set(spec.statistics) and len(ALL_STATISTICS) == 9
 
 
 def test_every_component_has_a_reporter_slot_that_counts_firms_and_is_in_the_overflow_proof(spec: RoundSpec) -> None:
@@ -180,6 +217,8 @@ def test_histogram_edges_must_increase_and_cover_the_bound(spec: RoundSpec) -> N
     [
         ("min_participants", 2000, "min_participants 2000 exceeds max_participants 1000"),
         ("dominance_threshold", 1.5, "dominance_threshold"),
+        ("p_percent", 0.0, "p_percent"),
+        ("p_percent", 60.0, "p_percent"),
         ("protocol", "homomorphic", "protocol"),
         ("round_id", "bad id!", "round id"),
         ("statistics", ["mean", "mean"], "'mean' appears more than once"),
@@ -275,7 +314,7 @@ def test_slot_that_rounds_to_nothing_is_refused(spec: RoundSpec) -> None:
 
 @pytest.mark.parametrize("participants", [1, 10, 1000, 100_000])
 def test_derived_scales_are_nominal_when_they_fit_else_the_largest_fitting_power_of_ten(participants: int) -> None:
-    spec = example_spec(max_participants=participants, min_participants=1)
+    spec = example_spec(max_participants=participants, min_participants=1, statistics=list(ALL_STATISTICS))
     for slot in vector_layout(spec):
         assert participants * slot.bound_int <= INT64_MAX
         if slot.kind not in DERIVED_KINDS or slot.scale == slot.nominal_scale:
@@ -314,6 +353,16 @@ def test_canonical_bytes_are_the_tagged_rfc8785_form_and_stable_over_json(spec: 
     assert len(spec_hash(spec)) == 64
 
 
+def test_p_percent_is_signed_when_set_and_left_out_of_the_canonical_bytes_when_unset(spec: RoundSpec) -> None:
+    text = canonical_bytes(spec).decode()
+    assert '"p_percent"' not in text and '"dominance_threshold"' not in text
+    assert spec.p_percent is None and spec.p_rule == Fraction(1, 10)
+    strict = spec.model_copy(update={"p_percent": 12.5})
+    assert '"p_percent":12.5' in canonical_bytes(strict).decode() and strict.p_rule == Fraction(1, 8)
+    assert RoundSpec.model_validate_json(strict.model_dump_json()) == strict
+    assert example_spec(p_percent=0.3).p_rule == Fraction(3, 1000)  # the decimal as written, not the binary float
+
+
 def test_floats_are_written_by_ecmascript_rules(spec: RoundSpec) -> None:
     text = canonical_bytes(spec).decode()
     assert '"CO2":0.5703' in text
@@ -338,6 +387,8 @@ def test_signed_spec_verifies_and_returns_the_spec(spec: RoundSpec, association:
         {"min_participants": 2},
         {"max_participants": 999},
         {"dominance_threshold": 0.61},
+        {"p_percent": 12.5},
+        {"statistics": ["weighted_mean"]},
         {"region": "CN-YN"},
         {"protocol": "paillier"},
         {"deadline": datetime(2025, 6, 30, 16, 0, 1, tzinfo=UTC)},

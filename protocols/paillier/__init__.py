@@ -20,12 +20,19 @@ How a round runs
 4. The aggregator (:class:`RoundAccumulator` / :func:`aggregate`) checks each contribution
    against the roster, the round and earlier senders, and multiplies the ciphertexts as they
    arrive; it cannot decrypt anything.
-5. When the window closes, each custodian reads the transparency log itself and runs
-   :func:`decrypt_logged_round`: the round's signed spec must name its key, the contributions are
-   exactly those the log's receipts record (each signed by a member of the round's signed
+5. A round is four encrypted sums over one cohort, one per disclosure stage
+   (``protocols.disclosure``: ``screen`` while the round is open, then ``dominance``, ``values``,
+   ``cells``, each from the aggregator's signed stage context, packed by :func:`stage_packing`,
+   the stage bound into each contribution's digest and signature). When a stage's contributions
+   are in, each custodian reads the transparency log itself and runs
+   :func:`decrypt_logged_round` for the stage the log shows the round waiting for (every earlier
+   stage logged as ``proceed``; before ``values`` the custodian also combines the dominance stage's
+   counts itself, :func:`check_dominance`): the round's signed spec must name its key, the contributions are
+   exactly those the log's receipts record for that stage (after ``screen``, from exactly the
+   screen's members) (each signed by a member of the round's signed
    roster, one per member, ``round_log``); it re-verifies every signature and plaintext proof
    (``proof``: no ciphertext copied, re-randomised or derived from another's), requires at least
-   ``min_participants`` of them, recomputes the product itself, answers once per round (ledger),
+   ``min_participants`` of them, recomputes the product itself, answers once per stage (ledger),
    and only then returns ``c^{d_i} mod n²`` for each product ciphertext, signed.
 6. Anyone holding all partials runs :func:`combine`: ``Π c^{d_i} = c^d = 1 + m·n mod n²``, so
    ``m = (x − 1)/n``; the slot sums are unpacked and the offsets removed.
@@ -72,15 +79,18 @@ from protocols.paillier._wire import gmpy2_active
 from protocols.paillier.accumulator import RoundAccumulator, aggregate
 from protocols.paillier.contribute import (
     encrypt_contribution,
+    encrypt_stage,
     encrypt_vector,
     sign_contribution,
     verify_contribution,
 )
 from protocols.paillier.custodian import (
     MIN_PARTICIPANTS_FLOOR,
+    check_dominance,
     combine,
     custodian_partial_decrypt,
     decrypt_logged_round,
+    ledger_key,
 )
 from protocols.paillier.errors import (
     CombineFailed,
@@ -101,12 +111,24 @@ from protocols.paillier.keys import (
     generate_split_key,
 )
 from protocols.paillier.messages import (
+    SCREEN_STAGE,
+    STAGE_NAMES,
     AggregateCiphertext,
     DecryptionRequest,
     PartialDecryption,
     SignedContribution,
 )
-from protocols.paillier.packing import SAFETY_MARGIN_BITS, PackingLayout, make_layout, pack, spec_layout, unpack
+from protocols.paillier.packing import (
+    SAFETY_MARGIN_BITS,
+    PackingLayout,
+    check_slot_values,
+    make_layout,
+    pack,
+    slots_packing,
+    spec_layout,
+    stage_packing,
+    unpack,
+)
 from protocols.paillier.proof import PlaintextProof, prove_plaintext, verify_plaintext_proof
 from protocols.paillier.round_log import LoggedRound, contribution_path, logged_round, parse_log, roster_member_keys
 from protocols.paillier.shares import MIN_PASSWORD_LENGTH, SHARE_FORMAT, open_share, seal_share, share_header
@@ -117,7 +139,9 @@ __all__ = [
     "MIN_PASSWORD_LENGTH",
     "PROTOCOL",
     "SAFETY_MARGIN_BITS",
+    "SCREEN_STAGE",
     "SHARE_FORMAT",
+    "STAGE_NAMES",
     "AggregateCiphertext",
     "CombineFailed",
     "ContributionRejected",
@@ -137,15 +161,19 @@ __all__ = [
     "SignedContribution",
     "SplitPublicKey",
     "aggregate",
+    "check_dominance",
+    "check_slot_values",
     "combine",
     "contribution_path",
     "custodian_partial_decrypt",
     "deal_exponent_shares",
     "decrypt_logged_round",
     "encrypt_contribution",
+    "encrypt_stage",
     "encrypt_vector",
     "generate_split_key",
     "gmpy2_active",
+    "ledger_key",
     "logged_round",
     "make_layout",
     "open_share",
@@ -156,7 +184,9 @@ __all__ = [
     "seal_share",
     "share_header",
     "sign_contribution",
+    "slots_packing",
     "spec_layout",
+    "stage_packing",
     "unpack",
     "verify_contribution",
     "verify_plaintext_proof",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -10,11 +11,15 @@ from keys.identity import public_key_b64, sign
 from protocols.paillier._wire import verifies
 from protocols.paillier.errors import ContributionRejected, LayoutError
 from protocols.paillier.keys import SplitPublicKey
-from protocols.paillier.messages import SignedContribution, contribution_digest, contribution_signed_bytes
-from protocols.paillier.packing import PackingLayout, pack
+from protocols.paillier.messages import SCREEN_STAGE, SignedContribution, contribution_digest, contribution_signed_bytes
+from protocols.paillier.packing import PackingLayout, check_slot_values, pack, slots_packing
 from protocols.paillier.proof import PlaintextProof, encrypt_with_randomness, prove_plaintext, verify_plaintext_proof
 
-__all__ = ["encrypt_contribution", "encrypt_vector", "sign_contribution", "verify_contribution"]
+if TYPE_CHECKING:
+    from protocols.disclosure import Stage, StageContext
+    from protocols.spec import RoundSpec
+
+__all__ = ["encrypt_contribution", "encrypt_stage", "encrypt_vector", "sign_contribution", "verify_contribution"]
 
 
 def encrypt_vector(public_key: SplitPublicKey, layout: PackingLayout, ints: Sequence[int]) -> list[int]:
@@ -40,6 +45,8 @@ def sign_contribution(
     ciphertexts: Sequence[int],
     identity_key: Ed25519PrivateKey,
     proofs: Sequence[PlaintextProof] = (),
+    *,
+    stage: str = SCREEN_STAGE,
 ) -> SignedContribution:
     """Wrap already-encrypted ciphertexts (and their plaintext proofs) into a signed contribution.
 
@@ -53,9 +60,9 @@ def sign_contribution(
     """
     sender = public_key_b64(identity_key)
     cts = tuple(int(c) for c in ciphertexts)
-    digest = contribution_digest(public_key, round_id, sender, cts)
-    signature = sign(identity_key, contribution_signed_bytes(round_id, digest))
-    return SignedContribution(round_id, public_key.key_id, sender, cts, digest, signature, tuple(proofs))
+    digest = contribution_digest(public_key, round_id, sender, cts, stage)
+    signature = sign(identity_key, contribution_signed_bytes(round_id, digest, stage))
+    return SignedContribution(round_id, public_key.key_id, sender, cts, digest, signature, tuple(proofs), stage)
 
 
 
@@ -66,8 +73,10 @@ def encrypt_contribution(
     ints: Sequence[int],
     round_id: str,
     identity_key: Ed25519PrivateKey,
+    *,
+    stage: str = SCREEN_STAGE,
 ) -> SignedContribution:
-    """Pack, encrypt and sign one firm's slot integers for ``round_id``.
+    """Pack, encrypt and sign one firm's slot integers for ``stage`` of ``round_id``.
 
     Parameters
     ----------
@@ -81,6 +90,9 @@ def encrypt_contribution(
         The round this contribution is bound to.
     identity_key
         The firm's Ed25519 identity key; its public key must be on the round's roster.
+    stage
+        The disclosure stage (``protocols.disclosure.Stage``) these integers are for; bound into
+        the digest and the signature, so a contribution counts for that stage only.
 
     Returns
     -------
@@ -97,8 +109,36 @@ def encrypt_contribution(
         prove_plaintext(public_key, round_id, sender, k, c, m, r)
         for k, ((c, r), m) in enumerate(zip(encrypted, plaintexts, strict=True))
     ]
-    return sign_contribution(public_key, round_id, [c for c, _ in encrypted], identity_key, proofs)
+    return sign_contribution(public_key, round_id, [c for c, _ in encrypted], identity_key, proofs, stage=stage)
 
+
+
+def encrypt_stage(
+    public_key: SplitPublicKey,
+    spec: RoundSpec,
+    stage: Stage,
+    context: StageContext | None,
+    ints: Sequence[int],
+    identity_key: Ed25519PrivateKey,
+) -> SignedContribution:
+    """An honest node's contribution to one disclosure stage: its stage vector checked, packed, encrypted, signed.
+
+    ``ints`` is the firm's vector for the stage (``protocols.disclosure.stage_vector``); every
+    value is checked against its slot (:func:`~protocols.paillier.packing.check_slot_values`: no
+    negative value in a non-negative slot, none beyond its bound) before anything is encrypted.
+
+    Raises
+    ------
+    LayoutError
+        A value its slot does not accept, or a layout that does not fit the key.
+    """
+    from protocols.disclosure import stage_layout
+
+    slots = stage_layout(spec, stage, context)
+    check_slot_values(slots, ints)
+    return encrypt_contribution(
+        public_key, slots_packing(spec, slots), list(ints), spec.round_id, identity_key, stage=str(stage)
+    )
 
 
 def verify_contribution(
@@ -107,8 +147,9 @@ def verify_contribution(
     roster: Collection[str],
     round_id: str,
     n_ciphertexts: int | None = None,
+    stage: str | None = None,
 ) -> None:
-    """Check one contribution in isolation: round, key, roster, digest, signature, ciphertext range, plaintext proofs.
+    """Check one contribution in isolation: round, stage, key, roster, digest, signature, ciphertext range, proofs.
 
     Parameters
     ----------
@@ -122,6 +163,8 @@ def verify_contribution(
         The round being aggregated.
     n_ciphertexts
         Expected number of ciphertexts, if known (the layout's).
+    stage
+        The disclosure stage being collected or decrypted, if the caller checks one.
 
     Raises
     ------
@@ -132,6 +175,8 @@ def verify_contribution(
     who = f"contribution {c.digest[:16]} from {c.sender[:16]}"
     if c.round_id != round_id:
         raise ContributionRejected(f"{who}: round_id {c.round_id!r}, expected {round_id!r}")
+    if stage is not None and c.stage != stage:
+        raise ContributionRejected(f"{who}: it is for stage {c.stage!r}, expected stage {stage!r}")
     if c.key_id != public_key.key_id:
         raise ContributionRejected(f"{who}: key_id {c.key_id[:16]}, expected this round's key {public_key.key_id[:16]}")
     if c.sender not in roster:
@@ -143,9 +188,9 @@ def verify_contribution(
     for k, ct in enumerate(c.ciphertexts):
         if not 0 < ct < public_key.nsquare:
             raise ContributionRejected(f"{who}: ciphertexts[{k}] is outside [1, n²)")
-    if contribution_digest(public_key, c.round_id, c.sender, c.ciphertexts) != c.digest:
-        raise ContributionRejected(f"{who}: digest does not match the ciphertexts")
-    if not verifies(c.sender, contribution_signed_bytes(c.round_id, c.digest), c.signature):
+    if contribution_digest(public_key, c.round_id, c.sender, c.ciphertexts, c.stage) != c.digest:
+        raise ContributionRejected(f"{who}: digest does not match the ciphertexts and stage")
+    if not verifies(c.sender, contribution_signed_bytes(c.round_id, c.digest, c.stage), c.signature):
         raise ContributionRejected(f"{who}: bad signature")
     if len(c.proofs) != len(c.ciphertexts):
         raise ContributionRejected(

@@ -18,6 +18,9 @@ from protocols.paillier.keys import PROTOCOL, SplitPublicKey
 from protocols.paillier.proof import PlaintextProof
 
 __all__ = [
+    "SCREEN_STAGE",
+    "STAGE_NAMES",
+    "VALUES_STAGE",
     "AggregateCiphertext",
     "DecryptionRequest",
     "PartialDecryption",
@@ -29,13 +32,31 @@ __all__ = [
 ]
 
 
-def contribution_digest(public_key: SplitPublicKey, round_id: str, sender: str, ciphertexts: Sequence[int]) -> str:
-    """``canonical.digest(CONTRIBUTION, …)`` over the round, key id, sender and ciphertexts (hex)."""
+SCREEN_STAGE = "screen"
+"""The first disclosure stage (``protocols.disclosure.Stage.SCREEN``), collected while the round is open."""
+VALUES_STAGE = "values"
+"""The first stage whose sums are over the components (``protocols.disclosure.Stage.VALUES``)."""
+STAGE_NAMES = ("screen", "dominance", "values", "cells")
+"""``protocols.disclosure.STAGES`` by name; a contribution or partial for any other stage is malformed."""
+
+
+def _stage_of(data: Mapping[str, Any], where: str) -> str:
+    stage = data.get("stage", SCREEN_STAGE)
+    if stage not in STAGE_NAMES:
+        raise MalformedMessage(f"{where}.stage: {stage!r}; accepted: one of {list(STAGE_NAMES)}")
+    return str(stage)
+
+
+def contribution_digest(
+    public_key: SplitPublicKey, round_id: str, sender: str, ciphertexts: Sequence[int], stage: str = SCREEN_STAGE
+) -> str:
+    """``canonical.digest(CONTRIBUTION, …)`` over the round, its disclosure stage, key id, sender and ciphertexts (hex)."""
     return digest(
         Kind.CONTRIBUTION,
         {
             "protocol": PROTOCOL,
             "round_id": round_id,
+            "stage": stage,
             "key_id": public_key.key_id,
             "sender": sender,
             "ciphertexts": [hex_int(c) for c in ciphertexts],
@@ -43,11 +64,11 @@ def contribution_digest(public_key: SplitPublicKey, round_id: str, sender: str, 
     )
 
 
-def contribution_signed_bytes(round_id: str, contribution_digest: str) -> bytes:
-    """What a member signs: its contribution's digest, bound to the round."""
+def contribution_signed_bytes(round_id: str, contribution_digest: str, stage: str = SCREEN_STAGE) -> bytes:
+    """What a member signs: its contribution's digest, bound to the round and the disclosure stage."""
     return encode(
         Kind.CONTRIBUTION,
-        {"protocol": PROTOCOL, "round_id": round_id, "contribution_digest": contribution_digest},
+        {"protocol": PROTOCOL, "round_id": round_id, "stage": stage, "contribution_digest": contribution_digest},
     )
 
 
@@ -66,10 +87,10 @@ def product_digest(public_key: SplitPublicKey, product: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class SignedContribution:
-    """One firm's encrypted, signed contribution to one round.
+    """One firm's encrypted, signed contribution to one disclosure stage of one round.
 
-    ``digest`` is :func:`contribution_digest` (round, key id, sender, ciphertexts); ``signature``
-    is the sender's Ed25519 signature over :func:`contribution_signed_bytes` ``(round_id, digest)``.
+    ``digest`` is :func:`contribution_digest` (round, stage, key id, sender, ciphertexts); ``signature``
+    is the sender's Ed25519 signature over :func:`contribution_signed_bytes` ``(round_id, digest, stage)``.
     ``proofs[k]`` proves the sender knows the plaintext of ``ciphertexts[k]`` (``protocols.paillier.proof``);
     a contribution without them is refused, so no member can post a function of another's ciphertexts.
     """
@@ -81,12 +102,14 @@ class SignedContribution:
     digest: str
     signature: str
     proofs: tuple[PlaintextProof, ...] = ()
+    stage: str = SCREEN_STAGE
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, ciphertexts in hex."""
         return {
             "protocol": PROTOCOL,
             "round_id": self.round_id,
+            "stage": self.stage,
             "key_id": self.key_id,
             "sender": self.sender,
             "ciphertexts": [hex_int(c) for c in self.ciphertexts],
@@ -111,6 +134,7 @@ class SignedContribution:
             digest=field(data, "digest", str, where),
             signature=field(data, "signature", str, where),
             proofs=tuple(PlaintextProof.from_dict(p, f"{where}.proofs[{k}]") for k, p in enumerate(proofs)),
+            stage=_stage_of(data, where),
         )
 
 
@@ -136,7 +160,7 @@ class AggregateCiphertext:
 
 @dataclass(frozen=True)
 class PartialDecryption:
-    """Custodian ``custodian_index``'s ``c^{d_i} mod n²`` for each product ciphertext, signed."""
+    """Custodian ``custodian_index``'s ``c^{d_i} mod n²`` for each product ciphertext of one stage, signed."""
 
     round_id: str
     key_id: str
@@ -145,6 +169,7 @@ class PartialDecryption:
     product_digest: str
     partials: tuple[int, ...]
     signature: str
+    stage: str = SCREEN_STAGE
 
     @property
     def set_digest(self) -> str:
@@ -157,6 +182,7 @@ class PartialDecryption:
             Kind.CUSTODIAN_PARTIAL,
             {
                 "round_id": self.round_id,
+                "stage": self.stage,
                 "key_id": self.key_id,
                 "custodian_index": self.custodian_index,
                 "contribution_set": self.set_digest,
@@ -170,6 +196,7 @@ class PartialDecryption:
         return {
             "protocol": PROTOCOL,
             "round_id": self.round_id,
+            "stage": self.stage,
             "key_id": self.key_id,
             "custodian_index": self.custodian_index,
             "contribution_digests": list(self.contribution_digests),
@@ -194,19 +221,22 @@ class PartialDecryption:
             product_digest=field(data, "product_digest", str, where),
             partials=tuple(unhex(p, f"{where}.partials[{k}]") for k, p in enumerate(partials)),
             signature=field(data, "signature", str, where),
+            stage=_stage_of(data, where),
         )
 
 
 @dataclass(frozen=True)
 class DecryptionRequest:
-    """What the aggregator asks each custodian to decrypt: a round's logged contributions.
+    """What the aggregator asks each custodian to decrypt: the logged contributions of one stage of a round.
 
-    ``min_participants`` may only raise the custodian's own minimum, never lower it.
+    ``min_participants`` may only raise the custodian's own minimum, never lower it; ``stage`` only
+    says which bodies these are (the custodian reads the stage the round waits for from the log).
     """
 
     round_id: str
     contributions: tuple[SignedContribution, ...]
     min_participants: int | None = None
+    stage: str = SCREEN_STAGE
 
     @classmethod
     def from_dict(cls, data: Any) -> DecryptionRequest:
@@ -224,4 +254,4 @@ class DecryptionRequest:
         requested = data.get("min_participants")
         if requested is not None and (not isinstance(requested, int) or isinstance(requested, bool)):
             raise MalformedMessage(f"{where}.min_participants: expected an integer, got {requested!r}")
-        return cls(round_id, tuple(SignedContribution.from_dict(c) for c in items), requested)
+        return cls(round_id, tuple(SignedContribution.from_dict(c) for c in items), requested, _stage_of(data, where))

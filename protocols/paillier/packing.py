@@ -10,9 +10,20 @@ from protocols.paillier._wire import field
 from protocols.paillier.errors import CombineFailed, LayoutError, MalformedMessage
 
 if TYPE_CHECKING:
-    from protocols.spec import RoundSpec
+    from protocols.disclosure import Stage, StageContext
+    from protocols.spec import RoundSpec, Slot
 
-__all__ = ["SAFETY_MARGIN_BITS", "PackingLayout", "make_layout", "pack", "spec_layout", "unpack"]
+__all__ = [
+    "SAFETY_MARGIN_BITS",
+    "PackingLayout",
+    "check_slot_values",
+    "make_layout",
+    "pack",
+    "slots_packing",
+    "spec_layout",
+    "stage_packing",
+    "unpack",
+]
 
 SAFETY_MARGIN_BITS = 64
 """Bits of ``n`` left unused above the top slot of every packed plaintext."""
@@ -258,3 +269,47 @@ def spec_layout(spec: RoundSpec) -> PackingLayout:
     from protocols.spec import vector_layout
 
     return make_layout([s.bound_int for s in vector_layout(spec)], spec.max_participants, spec.paillier.key_bits)
+
+
+def slots_packing(spec: RoundSpec, slots: Sequence[Slot]) -> PackingLayout:
+    """The packing layout of ``slots`` (a disclosure stage's) in a ``paillier`` round of ``spec``.
+
+    Each slot is bounded by its ``bound_int`` (count slots of the dominance and cells stages have
+    bound 1), with headroom for the spec's ``max_participants`` and its key size.
+    """
+    return make_layout([s.bound_int for s in slots], spec.max_participants, spec.paillier.key_bits)
+
+
+def stage_packing(spec: RoundSpec, stage: Stage, context: StageContext | None) -> PackingLayout:
+    """The packing layout of one disclosure stage (``protocols.disclosure.stage_layout``).
+
+    Nodes derive it from the signed spec and the stage context the aggregator signed; the
+    aggregator and the custodians from the same spec and the screen's sum.
+    """
+    from protocols.disclosure import stage_layout
+
+    return slots_packing(spec, stage_layout(spec, stage, context))
+
+
+def check_slot_values(slots: Sequence[Slot], ints: Sequence[int]) -> None:
+    """Refuse a vector that an honest sum must not contain: a value beyond its slot's bound, or negative in a non-negative slot.
+
+    :func:`pack` offsets every slot by its bound, so it would encode ``-1`` in a count or
+    production slot as readily as ``+1``; a negative count there would lower the dominance and
+    reporter counts of the others. The honest node runs this check before anything is encrypted.
+
+    Raises
+    ------
+    LayoutError
+        Naming the slot, the value and what the slot accepts.
+    """
+    if len(ints) != len(slots):
+        raise LayoutError(f"contribution: {len(ints)} integers for a stage of {len(slots)} slots")
+    for s, v in zip(slots, ints, strict=True):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise LayoutError(f"slot {s.name}: expected an integer (fixed-point encoded), got {v!r}")
+        if v < 0 and not s.signed:
+            raise LayoutError(f"slot {s.name}: value {v} is negative; accepted: 0 to {s.bound_int} (a non-negative slot)")
+        if abs(v) > s.bound_int:
+            lo = -s.bound_int if s.signed else 0
+            raise LayoutError(f"slot {s.name}: value {v} outside the slot's bound; accepted: {lo} to {s.bound_int}")

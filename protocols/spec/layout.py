@@ -5,7 +5,7 @@ Slot scales (how :func:`vector_layout` derives them)
 * Base slots take the spec's scales: ``x[c]`` the component's ``scale``, ``w`` the weight's,
   ``F`` the footprint's; ``count``, the reporter counts ``n[c]`` and ``nF[g]`` and the histogram
   bins have scale 1.
-* A derived slot (``w2``, ``wx``, ``wx2``, ``wF``, ``F2``, ``wF2``) is the product of quantised
+* A derived slot (``wx``, ``wx2``, ``wF``, ``F2``, ``wF2``) is the product of quantised
   base values; its *nominal* scale is the product of their scales (``s_w * s_x`` for ``w*x``,
   ``s_w * s_x**2`` for ``w*x**2``), which keeps every digit the inputs have. When the nominal scale
   would let ``max_participants`` sums overflow, the slot uses the largest power of ten that fits
@@ -40,20 +40,20 @@ __all__ = [
     "KIND_N",
     "KIND_NF",
     "KIND_W",
-    "KIND_W2",
     "KIND_WF",
     "KIND_WF2",
     "KIND_WX",
     "KIND_WX2",
     "KIND_X",
+    "OTHER_GASES",
     "Slot",
+    "other_gases_slot",
     "vector_layout",
 ]
 
 KIND_COUNT = "count"  # 1 per firm
 KIND_N = "n"  # 1 per firm whose value of the component is not zero (reporter count)
 KIND_W = "w"  # weight (annual production)
-KIND_W2 = "w2"  # weight squared (concentration screen)
 KIND_WX = "wx"  # weight x component value
 KIND_X = "x"  # component value
 KIND_WX2 = "wx2"  # weight x component value squared
@@ -63,8 +63,10 @@ KIND_F = "F"  # footprint (sum over gases)
 KIND_F2 = "F2"  # footprint squared
 KIND_WF2 = "wF2"  # weight x footprint squared
 KIND_HIST = "hist"  # one-hot footprint histogram bin
+#: Name of the merged gases (``protocols.stats``); no gas of a spec can have it (gas names have no spaces).
+OTHER_GASES = "other gases"
 #: Slots whose value is a product of base values; their scales are derived (see module docstring).
-DERIVED_KINDS = frozenset({KIND_W2, KIND_WX, KIND_WX2, KIND_WF, KIND_F2, KIND_WF2})
+DERIVED_KINDS = frozenset({KIND_WX, KIND_WX2, KIND_WF, KIND_F2, KIND_WF2})
 #: Slots that carry a component's values (the ones a component's disclosure rule withholds).
 COMPONENT_VALUE_KINDS = frozenset({KIND_WX, KIND_X, KIND_WX2})
 #: Slots that carry one gas's footprint (the ones the gas-level disclosure rule withholds).
@@ -124,7 +126,7 @@ def _fitted_scale(bound: Fraction, nominal: Fraction, participants: int) -> Frac
 def _needs(spec: RoundSpec) -> set[str]:
     """The slot kinds the requested statistics need (dependencies included)."""
     stats = set(spec.statistics)
-    kinds = {KIND_COUNT, KIND_W, KIND_W2, KIND_N}  # count and the disclosure screens are always needed
+    kinds = {KIND_COUNT, KIND_W, KIND_N}  # count, production and reporters: the screen stage (protocols.disclosure)
     if stats & {"weighted_mean", "weighted_sd", "gsd"}:
         kinds.add(KIND_WX)
     if "mean" in stats:
@@ -147,7 +149,7 @@ def _needs(spec: RoundSpec) -> set[str]:
 def vector_layout(spec: RoundSpec) -> list[Slot]:
     """The ordered slots of the round's contribution vector.
 
-    Order: ``count``, ``w``, ``w2``, then per component ``n[c]``, ``wx[c]``, then ``x[c]``, ``wx2[c]``, then
+    Order: ``count``, ``w``, then per component ``n[c]``, ``wx[c]``, then ``x[c]``, ``wx2[c]``, then
     per gas ``nF[g]``, then per gas ``wF[g]``, then ``F``, ``F2``, ``wF2``, then the histogram bins; kinds
     that no requested statistic needs are left out, so the aggregator learns no sum it does not use
     (``nF`` comes with ``wF``: the gas-level disclosure rule of :mod:`protocols.stats` needs it).
@@ -210,7 +212,6 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
 
     add(KIND_COUNT, KIND_COUNT, bound=Fraction(1), nominal=1, unit="firm", description="participating firm")
     add(KIND_W, KIND_W, bound=bw, nominal=w.scale, unit=w.unit, description=w.name)
-    add(KIND_W2, KIND_W2, bound=bw**2, nominal=w.scale**2, unit=f"{w.unit}²", description=f"{w.name} squared")
     comps = list(enumerate(spec.components))
     bx = [_quantised_bound(c.bound, c.scale) for c in spec.components]
     for i, c in comps:  # always: the component-level disclosure rule needs them
@@ -309,3 +310,32 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
                 description=f"footprint in {label} {f_unit}",
             )
     return slots
+
+
+def other_gases_slot(spec: RoundSpec) -> Slot | None:
+    """The values stage's one slot for the gases the gas-level rule merges (``protocols.disclosure``).
+
+    It carries a firm's ``Σ_g w·F_g`` over the merged gases, so the aggregator never sees their sums
+    apart. Its bound is the worst case, every gas merged (``G`` times a ``wF`` slot's), and its scale
+    is fitted to that bound like any derived slot, so it depends on the spec only. ``None`` when the
+    round has no per-gas slots or a single gas (nothing to merge it with).
+    """
+    wf = next((s for s in vector_layout(spec) if s.kind == KIND_WF), None)
+    gases = len(spec.footprint.gases)
+    if wf is None or gases < 2:
+        return None
+    bound = wf.bound * gases
+    scale = _fitted_scale(bound, wf.nominal_scale, spec.max_participants)
+    return Slot(
+        name=f"wF[{OTHER_GASES}]",
+        kind=KIND_WF,
+        component=None,
+        scale=scale,
+        bound_int=round(bound * scale),
+        signed=wf.signed,
+        unit=wf.unit,
+        bound=bound,
+        nominal_scale=wf.nominal_scale,
+        gas=OTHER_GASES,
+        description=f"{spec.weight.name} × footprint, the merged gases together",
+    )

@@ -34,6 +34,7 @@ from protocols.errors import SpecError
 __all__ = [
     "ALL_STATISTICS",
     "CN_SUBDIVISIONS",
+    "DEFAULT_STATISTICS",
     "Component",
     "Footprint",
     "PaillierParams",
@@ -62,8 +63,11 @@ Statistic = Literal[
     "footprint_weighted_sd",
     "footprint_quantiles",
 ]
-#: Every statistic, in the order they are reported. The concentration screen is always computed.
+#: Every statistic, in the order they are reported.
 ALL_STATISTICS: tuple[Statistic, ...] = get_args(Statistic)
+#: The statistics a round computes unless its spec says otherwise: the linear ones, whose sums are
+#: the published totals themselves (``protocols.disclosure`` counts what each statistic reveals).
+DEFAULT_STATISTICS: tuple[Statistic, ...] = ("weighted_mean", "footprint_weighted_mean")
 
 #: ISO 3166-2:CN subdivision codes (as revised in 2017: letters, not the former numbers).
 CN_SUBDIVISIONS = frozenset(
@@ -280,10 +284,20 @@ class RoundSpec(_Model):
     footprint: Footprint
     background_factors: dict[str, dict[str, FiniteFloat]] = Field(default_factory=dict)
     """Flow UUID -> gas -> kg CO2e per unit of the flow: the background every firm uses."""
-    statistics: list[Statistic] = Field(default_factory=lambda: list(ALL_STATISTICS))
+    statistics: list[Statistic] = Field(default_factory=lambda: list(DEFAULT_STATISTICS))
+    """What the round computes; statistics beyond the linear ones need ``min_participants >= 10``
+    (``protocols.disclosure.DISPERSION_MIN_PARTICIPANTS``)."""
     min_participants: int = Field(default=3, ge=1)
+    """Suppress below this many participants; a round is created only with at least 3
+    (``protocols.disclosure.MIN_PARTICIPANTS_FLOOR``) and a node may demand more."""
     max_participants: int = Field(default=1000, ge=1, le=1_000_000)
-    dominance_threshold: float = Field(default=0.6, gt=0.0, le=1.0)
+    p_percent: float | None = Field(default=None, gt=0.0, le=50.0)
+    """The p %-rule's p (``None``: 10 %): no participant may be able to estimate another's
+    contribution to a published total within p % (``protocols.disclosure``). Left out of the
+    canonical bytes when unset."""
+    dominance_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Release 0.1's concentration screen, kept only so that logged 0.1 specs parse and hash as
+    they were signed; rounds of this release refuse a spec that sets it."""
     protocol: Literal["secagg", "paillier"] = "secagg"
     secagg: SecAggParams = Field(default_factory=SecAggParams)
     paillier: PaillierParams = Field(default_factory=PaillierParams)
@@ -335,6 +349,19 @@ class RoundSpec(_Model):
         if problems:
             raise SpecError("; ".join(problems))
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in ("p_percent", "dominance_threshold"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @property
+    def p_rule(self) -> Fraction:
+        """The p %-rule's p as an exact fraction (0.1 for the default 10 %), from the decimal written in the spec."""
+        return Fraction(repr(10.0 if self.p_percent is None else self.p_percent)) / 100
 
     def component_by_flow(self, flow: str) -> Component | None:
         """The component whose flow or one of whose aliases is ``flow`` (any case), or ``None``."""

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 from protocols.encoding import INT64_MAX, RING_BITS
 from protocols.errors import SpecError
-from protocols.spec.layout import DERIVED_KINDS, vector_layout
+from protocols.spec.layout import DERIVED_KINDS, other_gases_slot, vector_layout
 from protocols.spec.model import RoundSpec, fmt_number, spec_hash, structural_problems
 
 __all__ = ["OverflowProof", "SlotProof", "validate_spec"]
@@ -35,7 +35,8 @@ class OverflowProof:
     max_participants: int
     slots: tuple[SlotProof, ...]
     min_publishable_n: int
-    """Smallest n at which equal weights pass the dominance screen: ``ceil(1 / threshold²)``."""
+    """Smallest n that can publish: ``min_participants``, and never fewer than 3 (with two firms each
+    knows the other's values from the totals; the p %-rule of ``protocols.disclosure`` fails)."""
 
     def min_headroom_bits(self) -> int:
         return min(s.headroom_bits for s in self.slots)
@@ -94,7 +95,8 @@ def validate_spec(spec: RoundSpec) -> OverflowProof:
             )
     n_max = spec.max_participants
     proofs: list[SlotProof] = []
-    for s in slots:
+    merged = other_gases_slot(spec)  # the values stage's slot for merged gases is proven like the others
+    for s in [*slots, *([merged] if merged is not None else [])]:
         if s.bound_int == 0:
             raise SpecError(
                 f"slot {s.name!r}: bound {fmt_number(s.bound)} {s.unit} at scale {s.scale} rounds to 0, so the "
@@ -124,7 +126,7 @@ def validate_spec(spec: RoundSpec) -> OverflowProof:
                 resolution_loss_digits=loss,
             )
         )
-    min_n = math.ceil(1 / spec.dominance_threshold**2 - 1e-12)
+    min_n = max(spec.min_participants, 3)
     return OverflowProof(
         spec_hash=spec_hash(spec), max_participants=n_max, slots=tuple(proofs), min_publishable_n=min_n
     )
