@@ -12,11 +12,11 @@ it reveals only how the group's total changed.
 Pairs are not the whole story: versions from cohorts ``{a..f}``, ``{a,b,c}`` and ``{d,e,f,g}``
 differ pairwise by 3 or more firms, yet ``v3 - (v1 - v2)`` is firm ``g`` alone. So the check also
 asks whether any sum over fewer than ``k`` firms lies in the linear span of the overlapping
-cohorts once the new one is added, and was not there before (:mod:`aggregator.differencing`, exact
-rational arithmetic over the cohorts' atoms: the groups of firms that are in exactly the same
-cohorts; when ``k >= 4`` and there are too many groups to test, the round is refused). The check treats overlapping scopes as if they summed the same values, which is
-conservative: a firm's contribution to ``CN`` 2025 and to ``CN-YN`` H2 2025 differ, so their
-difference reveals less than the rule assumes.
+cohorts once the new one is added, and was not there before (:mod:`aggregator.differencing`: exact
+rational arithmetic over the cohorts' atoms, the groups of firms that are in exactly the same
+cohorts; when ``k >= 4`` and there are too many groups to test, the round is refused). Overlapping
+scopes are treated as if they summed the same values, which is conservative: a firm's contribution
+to ``CN`` 2025 and to ``CN-YN`` H2 2025 differ, so their difference reveals less than the rule assumes.
 
 What one insider learns is not covered separately: with a difference of ``d >= k`` firms, a firm
 inside it learns the sum of the other ``d - 1 >= 2``, never one firm's values. Member ids stay in the
@@ -189,7 +189,7 @@ def _combination_conflict(
 ) -> str | None:
     """A total over fewer than ``k`` firms that the recorded versions and the new one determine together (not apart)."""
     try:
-        found = newly_determined(cohorts, new, k)
+        found = newly_determined(cohorts, new, k, own_minimum=max(MIN_COHORT_DIFFERENCE, spec.min_participants))
     except TooManyToCheck as exc:
         return (
             f"round {spec.round_id!r}: its cohort and the {len(rows)} overlapping published versions form {exc} "

@@ -143,7 +143,12 @@ def _combination(matrix: Sequence[Sequence[Fraction]], atoms: Sequence[int], wei
 
 
 def newly_determined(
-    old: Sequence[frozenset[str]], new: frozenset[str], k: int, *, limit: int = MAX_GROUPS
+    old: Sequence[frozenset[str]],
+    new: frozenset[str],
+    k: int,
+    *,
+    own_minimum: int | None = None,
+    limit: int = MAX_GROUPS,
 ) -> Disclosure | None:
     """A total over fewer than ``k`` firms that ``old`` and ``new`` determine together and ``old`` alone does not.
 
@@ -155,6 +160,11 @@ def newly_determined(
         The cohort about to be published.
     k
         The smallest number of firms a determined total may cover.
+    own_minimum
+        The new round's own ``min_participants`` (default ``k``): with at least that many firms,
+        its own total (plus what was known) is what the round publishes, not a disclosure, even
+        when it covers fewer than ``k`` firms. (Growth of the span by one cohort is at most one
+        dimension, so a group holding the whole new cohort gains nothing else.)
     limit
         The most groups of three or more atoms tested by rank (singles and pairs are always tested).
 
@@ -183,9 +193,15 @@ def newly_determined(
         return None  # the new total is a combination of published ones: nothing new is determined
     b_new = _null_rows(matrix, width)
     b_old = _null_rows(matrix[:-1], width)  # no earlier cohort: the identity (nothing determined)
+    new_atoms = {a for a, p in enumerate(patterns) if p[-1]}
+    own_total_allowed = len(new) >= (k if own_minimum is None else own_minimum)
+
+    def own_total(group: Sequence[int]) -> bool:
+        return own_total_allowed and new_atoms <= set(group)
+
     small = [a for a in range(width) if weights[a] < k]
     for a in small:  # one atom: its total is determined iff its row of B is zero
-        if _is_zero(b_new[a]) and not _is_zero(b_old[a]):
+        if _is_zero(b_new[a]) and not _is_zero(b_old[a]) and not own_total([a]):
             return _combination(matrix, [a], weights)
     parallel: dict[Vector, list[tuple[int, Fraction]]] = {}
     for a in small:
@@ -196,7 +212,7 @@ def newly_determined(
         for (a, la), (b, lb) in itertools.combinations(group, 2):
             if weights[a] + weights[b] < k:
                 ratio = la / lb
-                if any(x != ratio * y for x, y in zip(b_old[a], b_old[b], strict=True)):
+                if any(x != ratio * y for x, y in zip(b_old[a], b_old[b], strict=True)) and not own_total([a, b]):
                     return _combination(matrix, [a, b], weights)
     if k < 4:
         return None
@@ -204,7 +220,7 @@ def newly_determined(
     candidates = [a for a in small if not (_is_zero(b_new[a]) and _is_zero(b_old[a]))]
 
     def discloses(group: Sequence[int]) -> bool:
-        return _gain(b_new, group) > _gain(b_old, group)
+        return not own_total(group) and _gain(b_new, group) > _gain(b_old, group)
 
     sketch = _sketches([b_new[a] for a in range(width)], k)
     found = _search(candidates, weights, k, sketch, discloses, limit)

@@ -646,7 +646,8 @@ def contribute_cmd(
                     if not as_json:
                         console.print(f"round {round_id}: sent stage {result['sent']} (log entry "
                                       f"{result['receipt']['seq']})")
-                if result["waiting_for"] is None or time.monotonic() >= give_up:
+                ended = result["state"] in ("published", "suppressed", "aborted")
+                if ended or time.monotonic() >= give_up:  # --wait waits for the round's end, not just its last post
                     break
                 if result["sent"] is None:
                     time.sleep(max(poll, 0.05))
@@ -658,12 +659,51 @@ def contribute_cmd(
     if as_json:
         print_json(result)
         return
-    if result["waiting_for"] is None:
+    if result["state"] in ("published", "suppressed", "aborted"):
         console.print(f"round {round_id} ended ({result['state']}): {result['decision'] or ''}")
+    elif result["waiting_for"] is None:
+        console.print(f"round {round_id} ({result['state']}): every stage sent; the round waits for its decryption")
     else:
         done = ", ".join(result["sent_stages"]) or "none"
         console.print(f"round {round_id} ({result['state']}) waits for stage {result['waiting_for']}; "
                       f"stages sent by this node: {done}")
+
+
+@node_app.command("audit")
+def audit_cmd(
+    round_id: Annotated[str, typer.Argument(help="A round this node took part in.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the stage contexts the aggregator sent this node against its public log and the published totals.
+
+    Each later stage of a round (dominance, values, cells) is computed from a context the aggregator
+    signed; the log must name exactly that context, and the published production and footprint
+    totals must lie in the brackets this node computed its share bits against. A finding is evidence
+    (the signed context is in this node's store); exit code 1 when there is one.
+    """
+    from node.client import AggregatorClient, NodeClientError
+    from protocols.errors import KeysError, ProtocolError
+
+    store = open_store(db)
+    try:
+        with AggregatorClient(store, node_home()) as client:
+            result = client.audit(round_id)
+    except (NodeClientError, ProtocolError, KeysError, OSError) as exc:
+        raise _round_error(exc, as_json) from None
+    finally:
+        store.close()
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"round {round_id}: {len(result['contexts'])} stage context(s) kept "
+                      f"({', '.join(result['contexts']) or 'none'}); published: {result['published']}")
+        for finding in result["findings"]:
+            console.print(f"[red]finding[/red] {finding['message']}", highlight=False, soft_wrap=True)
+        if not result["findings"]:
+            console.print("the log and the publication agree with every context this node was sent")
+    if result["findings"]:
+        raise typer.Exit(1)
 
 
 @node_app.command("pin-paillier-key")

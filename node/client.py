@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from keys.errors import InvalidSignature
 from keys.identity import b64url_encode, fingerprint, load_private_key, load_public_key_b64, public_key_b64, verify
 from keys.tls import ca_fingerprint, client_context
+from node.audit import audit_round, keep_context, kept_contexts
 from node.cohort import OWN_CERTIFICATE_SETTING, pin_authority_key, pinned_authority_key, revocation_list
 from node.contribute import PAILLIER_KEY_SETTING, check_paillier_key
 from node.rounds import (
@@ -47,8 +48,10 @@ from protocols.auth import sign_enrollment, sign_request
 from protocols.canonical import Kind, canonical_json, encode
 from protocols.certificates import MemberCertificate, verify_certificate
 from protocols.disclosure import ContextRejected, SignedStageContext, Stage, check_context, stage_vector, verify_context
+from protocols.factor import PublishedFactor
 from protocols.roster import SignedRoster
 from protocols.spec import SignedSpec
+from protocols.translog import PUBLICATION, LogEntry, LogPage, verify_chain
 
 __all__ = [
     "AGGREGATOR_CA_SETTING",
@@ -384,6 +387,7 @@ class AggregatorClient:
                 check_context(spec, context, stage, public_key_b64(self.key), contribution.ints)
             except (ContextRejected, ValidationError) as exc:
                 raise ConsentError(f"round {round_id}, stage {stage}: nothing was sent: {exc}") from None
+            keep_context(self.store, signed)  # the evidence for `pcf node audit` (node.audit)
         vector = stage_vector(spec, contribution.ints, stage, context)
         if status.get("slots") != len(vector):
             raise ConsentError(
@@ -405,6 +409,47 @@ class AggregatorClient:
         unique = list(dict.fromkeys(stages))
         self.store.set_setting(SENT_STAGES_SETTING.format(round_id=round_id), json.dumps(unique))
         return unique
+
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    def audit(self, round_id: str) -> dict[str, Any]:
+        """Compare the stage contexts this node kept for ``round_id`` with the log and the published factor.
+
+        The log is read page by page and its chain checked against the pinned aggregator key
+        (``protocols.translog.verify_chain``); see :func:`node.audit.audit_round` for what is compared.
+        """
+        self.check_peer()
+        entries: list[LogEntry] = []
+        next_seq: int | None = 1
+        while next_seq is not None:
+            resp = self.http.get(f"{self.base_url}/api/v1/log", params={"from_seq": next_seq})
+            _raise_for(resp, "reading the transparency log")
+            page = LogPage.model_validate(resp.json())
+            entries.extend(page.entries)
+            if page.next_seq is not None and page.next_seq <= next_seq:
+                raise NodeClientError(f"the log's paging does not advance (next_seq {page.next_seq})")
+            next_seq = page.next_seq
+        resp = self.http.get(f"{self.base_url}/api/v1/members/keys")
+        _raise_for(resp, "reading the members' keys")
+        member_keys = {str(k["fingerprint"]): str(k["identity_public_key"]) for k in resp.json()}
+        broken = verify_chain(entries, self.store.get_setting(AGGREGATOR_KEY_SETTING) or "", member_keys)
+        if broken is not None:
+            raise NodeClientError(f"the transparency log breaks at seq {broken.seq}: {broken.reason}")
+        factor: PublishedFactor | None = None
+        published = [e for e in entries if e.type == PUBLICATION and e.payload.get("round_id") == round_id]
+        if published:
+            fid, version = published[-1].payload["factor_id"], published[-1].payload["version"]
+            resp = self.http.get(f"{self.base_url}/api/v1/factors/{fid}", params={"version": version})
+            _raise_for(resp, f"reading factor {fid}")
+            factor = PublishedFactor.model_validate(resp.json())
+        findings = audit_round(self.store, round_id, entries, factor)
+        return {
+            "round_id": round_id,
+            "contexts": [str(c.context.stage) for c in kept_contexts(self.store, round_id)],
+            "published": factor is not None,
+            "findings": [f.__dict__ for f in findings],
+        }
 
 
 def node_public_summary(home: Path) -> dict[str, str]:

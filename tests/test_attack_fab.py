@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from aggregator import flower_runner
 from aggregator.flower_runner import FlowerRunFailed, FlowerSecAggRunner
-from aggregator.rounds import RosterEntry
+from aggregator.rounds import RosterEntry, StageRun
 from aggregator.settings import AggregatorSettings
 from keys.identity import Ed25519PrivateKey, generate_identity
 from node import rounds as node_rounds
@@ -35,6 +35,7 @@ from node.store import NodeStore, OutboxRow
 from pcf.deploy import BIN, Deployment, NodeHandle
 from pcf.flower_app import read_records
 from pcf.samples import background_files, firm_files, sample_spec
+from protocols.disclosure import Stage, screen_layout
 from protocols.fab import APPROVED_CLIENTAPP, build_fab, fab_hash, fab_pyproject
 from protocols.roster import sign_roster
 from protocols.spec import RoundSpec, sign_spec, spec_hash
@@ -222,24 +223,28 @@ def test_a_fab_shipping_code_or_a_plaintext_clientapp_is_refused_and_the_approve
     entries = [RosterEntry("", n.identity_public, "", str(ids[n.name])) for n in firms]
     everyone = [*entries, RosterEntry("", control.identity_public, "", str(ids[control.name]))]
     records = tmp_path / "records"
+    screen = StageRun(Stage.SCREEN, len(screen_layout(spec)), None)
 
     # Execute (a): the aggregator's runner ships a FAB with its own module, to every node
     with monkeypatch.context() as m:
         m.setattr(flower_runner, "write_fab_project", lambda directory, **_: evil_project(directory))
         with pytest.raises(FlowerRunFailed):
-            FlowerSecAggRunner(settings, record_path=records / "evil.bin")(spec, everyone)
+            FlowerSecAggRunner(settings, record_path=records / "evil.bin")(spec, everyone, screen)
     evil_received = b"\n".join(read_records(records / "evil.bin"))
     evil_link = _superlink_bytes(d.root)
 
     # Execute (b): a FAB naming the plaintext-sum ClientApp (and its ServerApp)
     plain = FlowerSecAggRunner(settings, serverapp="tests.plain_apps:plain_server_app",
                                clientapp="tests.plain_apps:store_plain_client_app", record_path=records / "plain.bin")
-    _plain_sum, plain_n = plain(spec, entries)
+    plain_n = len(plain(spec, entries, screen).contributors)
+    plain.end(spec)  # one stage per run here
     plain_received = read_records(records / "plain.bin")
 
     # Execute (c): the approved FAB
     approved = FlowerSecAggRunner(settings, record_path=records / "approved.bin")
-    summed, n = approved(spec, entries)
+    approved_sum = approved(spec, entries, screen)
+    approved.end(spec)
+    summed, n = list(approved_sum.summed), len(approved_sum.contributors)
     approved_received = read_records(records / "approved.bin")
 
     # Assert (a): refused by every gated node, the module never ran there, nothing of theirs left
@@ -270,7 +275,7 @@ def test_a_fab_shipping_code_or_a_plaintext_clientapp_is_refused_and_the_approve
     for rows in outboxes.values():
         stages = [row.stage for row in rows]
         assert stages.count(FAB_REFUSED) >= 2 and "plainsum:vector" not in stages
-        assert {"secagg:advertise_keys", "secagg:share_keys", "secagg:masked_input", "secagg:unmask"} <= set(stages)
+        assert {f"secagg:screen:{m}" for m in ("advertise_keys", "share_keys", "masked_input", "unmask")} <= set(stages)
 
 
 def test_the_refusal_names_the_fab_hash_the_firm_can_compare(tmp_path: Path) -> None:

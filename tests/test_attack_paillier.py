@@ -740,6 +740,13 @@ def test_pcf_node_contribute_wait_posts_every_stage_as_the_round_opens_it(
     shown = json.loads(result["out"])
     assert shown["sent_now"] == list(paillier.STAGE_NAMES) and shown["waiting_for"] is None
     assert shown["state"] == "published"
+    # each firm audits the contexts it was sent against the log and the published totals (node.audit)
+    audited = CliRunner().invoke(app, ["node", "audit", "waiting", "--db", f"sqlite:///{tmp_path / 'node0.db'}",
+                                       "--json"])  # fmt: skip
+    assert audited.exit_code == 0, audited.stdout + audited.stderr
+    report = json.loads(audited.stdout)
+    assert report["contexts"] == ["dominance", "values", "cells"] and report["published"] and report["findings"] == []
+    assert firms[1].client.audit("waiting")["findings"] == []
 
 
 def test_a_stage_the_whole_cohort_did_not_post_within_its_window_aborts_the_round(

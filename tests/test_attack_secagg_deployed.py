@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from aggregator.flower_runner import FlowerRunFailed, FlowerSecAggRunner, register_supernode
-from aggregator.rounds import RosterEntry
+from aggregator.rounds import RosterEntry, StageRun
 from aggregator.settings import AggregatorSettings
 from keys.identity import generate_identity, public_key_b64
 from node import rounds
@@ -22,6 +22,7 @@ from node.service import import_paths
 from node.store import NodeStore
 from pcf.deploy import Deployment, NodeHandle
 from pcf.samples import background_files, firm_files, sample_spec
+from protocols.disclosure import Stage, screen_layout
 from protocols.roster import sign_roster
 from protocols.spec import sign_spec, spec_hash
 
@@ -77,24 +78,27 @@ def test_a_lying_server_app_and_a_second_run_of_a_round_are_refused_by_every_nod
                 store.close()
             d.start_supernode(handle)
         entries = [RosterEntry("", h.identity_public, "", n) for n, h in zip(node_ids, handles, strict=True)]
+        screen = StageRun(Stage.SCREEN, len(screen_layout(spec)), None)
 
         # Execute + Assert 1: a ServerApp asking for threshold 2 of 3 is refused before any key leaves
         with pytest.raises(FlowerRunFailed, match="SecAggAborted"):
-            FlowerSecAggRunner(settings, serverapp="tests.lying_apps:low_threshold_server_app")(spec, entries)
+            FlowerSecAggRunner(settings, serverapp="tests.lying_apps:low_threshold_server_app")(spec, entries, screen)
         for handle in handles:
             sent = _stages(handle, spec.round_id)
-            assert {stage for stage, _ in sent} == {"secagg:refused:advertise_keys"}, sent
+            assert {stage for stage, _ in sent} == {"secagg:refused:screen:advertise_keys"}, sent
             assert all("threshold 2; accepted: at least 3" in note for _, note in sent)
 
         # Execute + Assert 2: the honest run is served (the refused run did not spend the consent)
-        summed, n = FlowerSecAggRunner(settings)(spec, entries)
-        assert n == 3 and any(summed)
+        honest = FlowerSecAggRunner(settings)
+        result = honest(spec, entries, screen)
+        honest.end(spec)  # the round's run ends after its one stage here
+        assert len(result.contributors) == 3 and any(result.summed)
 
         # Execute + Assert 3: the same round run again is refused by every node; no key advertised twice
         with pytest.raises(FlowerRunFailed, match="SecAggAborted"):
-            FlowerSecAggRunner(settings)(spec, entries)
+            FlowerSecAggRunner(settings)(spec, entries, screen)
         for handle in handles:
             sent = _stages(handle, spec.round_id)
-            assert [stage for stage, _ in sent].count("secagg:advertise_keys") == 1, sent
-            assert "secagg:consistency" in {stage for stage, _ in sent}
+            assert [stage for stage, _ in sent].count("secagg:screen:advertise_keys") == 1, sent
+            assert "secagg:screen:consistency" in {stage for stage, _ in sent}
             assert any("already used by Flower run" in note for _, note in sent), sent

@@ -271,6 +271,7 @@ def test_no_canary_reaches_the_aggregator_side_and_the_plaintext_control_finds_t
         roster = [RosterEntry("", key, "", node) for node, key in opened["roster"]["roster"].items()]
         # one plain "stage" carrying the whole vector: everything a firm approved, in the clear
         plain = control(spec, roster, StageRun(Stage.SCREEN, len(vector_layout(spec)), None))
+        control.end(spec)  # the control is one stage: its run ends here
         plain_sum, n = list(plain.summed), len(plain.contributors)
         control_source = Source("control: ServerApp received (plain)", [control_record]).read().search(patterns)
         # For information: whether the SuperLink's database kept the plaintext messages it relayed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -116,6 +117,9 @@ def test_scopes_overlap_for_the_same_product_nested_regions_and_overlapping_peri
 def test_a_version_from_one_firm_fewer_is_refused_naming_the_published_version_and_the_difference(
     store: Store,
 ) -> None:
+    vectors = {f: [10 * i + n for i in range(5)] for n, f in enumerate(FIRMS)}
+    four, three = ([sum(vectors[f][i] for f in firms) for i in range(5)] for firms in ("abcd", "abc"))
+    assert [x - y for x, y in zip(four, three, strict=True)] == vectors["d"]  # what the refusal prevents
     assert publish(store, spec("cn-al-2024"), "abcd") is None
 
     conflict = publish(store, spec("cn-al-2024-rerun"), "abc", revision=2)
@@ -187,7 +191,16 @@ def test_the_larger_min_participants_of_the_two_rounds_applies(store: Store) -> 
 
 
 def test_three_versions_that_differ_pairwise_by_three_but_combine_to_one_firm_are_refused(store: Store) -> None:
-    # v3 - (v1 - v2) = firm g alone, although every pair differs by at least 3 firms.
+    # The attack: with the totals of v1, v2 and v3 public, v3 - (v1 - v2) is firm g's vector, exactly.
+    rng = random.Random(3)
+    vectors = {f: [rng.randrange(10**9) for _ in range(8)] for f in FIRMS}
+
+    def total(firms: str) -> list[int]:
+        return [sum(vectors[f][i] for f in firms) for i in range(8)]
+
+    t1, t2, t3 = total("abcdef"), total("abc"), total("defg")
+    assert [c - (a - b) for a, b, c in zip(t1, t2, t3, strict=True)] == vectors["g"]
+    # The defence: the third version is refused, although every pair differs by at least 3 firms.
     assert publish(store, spec("v1"), "abcdef") is None
     assert publish(store, spec("v2"), "abc", revision=2) is None
 

@@ -63,7 +63,20 @@ def test_pairs_differing_by_one_or_by_two_firms() -> None:
     assert newly_determined([frozenset("abcd")], frozenset("abce"), 3) == Disclosure(firms=2, cohorts=(0,))
     assert newly_determined([frozenset("abcd")], frozenset("abcd"), 3) is None
     assert newly_determined([frozenset("abcdef")], frozenset("abc"), 3) is None
-    assert newly_determined([frozenset("abcdef")], frozenset("abc"), 4) == Disclosure(firms=3, cohorts=(0,))
+    assert newly_determined([frozenset("abcdef")], frozenset("abc"), 4, own_minimum=3) == Disclosure(
+        firms=3, cohorts=(0,)
+    )
+
+
+def test_the_new_rounds_own_total_is_judged_by_its_own_minimum() -> None:
+    big = frozenset("abcdefghijklm")  # published under min_participants 10
+
+    assert newly_determined([big], frozenset("nop"), 10, own_minimum=3) is None  # its own total: its rule
+    assert newly_determined([big], frozenset("nop"), 10) == Disclosure(firms=3, cohorts=())  # default: k
+    assert newly_determined([big], frozenset("abc"), 10, own_minimum=3) is None  # the other 10 firms: enough
+    assert newly_determined([frozenset("abcdefghij")], frozenset("abc"), 10, own_minimum=3) == Disclosure(
+        firms=7, cohorts=(0,)
+    )  # the other 7 of a round that promised 10
 
 
 def test_a_total_known_before_is_not_charged_to_the_new_cohort() -> None:

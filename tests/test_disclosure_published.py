@@ -35,12 +35,15 @@ from disclosure_attacker import (
 from example_round import example_firms, example_spec
 from stage_runner import stage_runner
 
-from aggregator import rounds
+from aggregator import rounds, translog
 from aggregator.round_context import StageRun
 from aggregator.store import MemberRow, Store, open_store
 from keys import identity
+from node.audit import audit_round, keep_context, kept_contexts
+from node.store import NodeStore
 from protocols.contribution import build_contribution
-from protocols.disclosure import Stage
+from protocols.disclosure import Screen, SignedStageContext, Stage, sign_context
+from protocols.factor import PublishedFactor
 from protocols.spec import KIND_W, KIND_WF, KIND_WX, RoundSpec, vector_layout
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
@@ -240,3 +243,41 @@ def test_a_disjoint_region_or_the_same_cohort_again_publishes(tmp_path: Path) ->
     assert assoc.run(_spec("cohort-d", region="CN-SC"), {keys[i]: firms[i][1] for i in range(3, 6)}) == "published"
     # the same three firms again (next year's data): the difference is their group's change, not one firm
     assert assoc.run(_spec("cohort-e", region="CN-YN"), {keys[i]: firms[i][1] for i in range(3)}) == "published"
+
+
+def test_a_firm_audits_the_contexts_it_was_sent_against_the_log_and_the_published_totals(tmp_path: Path) -> None:
+    # Prepare: a published round whose stage contexts one firm kept, as its node does
+    spec = _spec("audited")
+    firms = _firms(spec, (3e6, 5e6, 2e6))
+    assoc = Association(tmp_path)
+    vectors = {assoc.member(f"firm{i}"): ints for i, (_, ints) in enumerate(firms)}
+    sent: list[SignedStageContext] = []
+    runner = assoc.ctx.runner
+    assert runner is not None
+
+    def keeping(spec_: RoundSpec, roster: list[Any], run: StageRun) -> Any:
+        if run.context is not None:
+            sent.append(run.context)
+        return runner(spec_, roster, run)
+
+    assoc.ctx.runner = keeping
+    assert assoc.run(spec, vectors) == "published"
+    node = NodeStore(f"sqlite:///{tmp_path / 'node.db'}")
+    for signed in sent:
+        keep_context(node, signed)
+    with assoc.store.transaction() as tx:
+        entries = [translog.row_to_entry(row) for row in tx.list_log()]
+        factor = PublishedFactor.model_validate_json(tx.list_factors()[0].document)
+
+    # Execute / Assert: everything agrees
+    assert [c.context.stage for c in kept_contexts(node, spec.round_id)] == [Stage.DOMINANCE, Stage.VALUES, Stage.CELLS]
+    assert audit_round(node, spec.round_id, entries, factor) == []
+
+    # a split view: this firm was sent a production bracket other than the one logged (signed all the same)
+    forged = sent[0].context.model_copy(update={"brackets": {"production": ("1", "1.25")}})
+    keep_context(node, sign_context(assoc.ctx.key, spec, Stage.DOMINANCE, forged.cohort,
+                                    Screen(3, 1, tuple(forged.reporters), dict(forged.gas_reporters)), {"production": Fraction(1)}))  # fmt: skip
+    findings = audit_round(node, spec.round_id, entries, factor)
+    assert [f.stage for f in findings] == ["dominance", "dominance"]
+    assert "split view" in findings[0].message and findings[1].cell == "production"
+    node.close()

@@ -24,7 +24,7 @@ from node.contribute import make_contribution, map_process
 from pcf.samples import spec_for_processes
 from protocols import paillier
 from protocols.contribution import Contribution
-from protocols.disclosure import Stage, StagedRound, stage_vector
+from protocols.disclosure import Stage, StagedRound, stage_round_id, stage_vector
 from protocols.secagg import (
     RoundParams,
     SecAggClient,
@@ -32,8 +32,8 @@ from protocols.secagg import (
     run_in_process,
     to_signed,
 )
-from protocols.spec import RoundSpec, vector_layout
-from protocols.stats import AggregateStatistics, aggregate_statistics, staged_statistics
+from protocols.spec import RoundSpec
+from protocols.stats import AggregateStatistics, staged_statistics
 
 TIANGONG = Path(__file__).resolve().parent / "data" / "tiangong_sample" / "ILCD"
 METHANOL = "23c16cbf"
@@ -107,18 +107,32 @@ def test_methanol_round_maps_real_exchanges_through_units(round_setup: tuple[Rou
 
 
 def test_secagg_aggregate_of_real_data_equals_plaintext(round_setup: tuple[RoundSpec, Bundle, list[Process]]) -> None:
+    # Prepare: the four real firms' vectors; every disclosure stage is one secure sum of its own
     spec, view, firms = round_setup
     vectors = contributions(spec, view, firms)
     nodes = [11, 12, 13, 14]
     keys = {n: generate_identity() for n in nodes}
     roster = {n: k.public_key() for n, k in keys.items()}
-    params = RoundParams.create(spec.round_id, nodes, len(vector_layout(spec)))
-    clients = {n: SecAggClient(n, keys[n], roster) for n in nodes}
-    result = run_in_process(SecAggServer(params, roster), clients,
-                            {n: np.array(v.ints, dtype=np.int64) for n, v in zip(nodes, vectors, strict=True)})
-    summed = [int(v) for v in to_signed(result.total)]
-    assert summed == [sum(col) for col in zip(*(v.ints for v in vectors), strict=True)]
-    check(aggregate_statistics(spec, summed, len(result.contributors)), spec, plaintext(spec, view, firms))
+    rows = {n: list(v.ints) for n, v in zip(nodes, vectors, strict=True)}
+    aggregator = generate_identity()
+
+    # Execute: screen, dominance, values, cells, each masked and unmasked by the SecAgg protocol
+    staged = StagedRound(spec)
+    while (stage := staged.next_stage()) is not None:
+        signed_context = staged.context(aggregator, stage)
+        context = signed_context.context if signed_context is not None else None
+        inputs = {n: np.array(stage_vector(spec, rows[n], stage, context), dtype=np.int64) for n in nodes}
+        params = RoundParams.create(stage_round_id(spec.round_id, stage), nodes, len(staged.layout(stage)))
+        clients = {n: SecAggClient(n, keys[n], roster) for n in nodes}
+        result = run_in_process(SecAggServer(params, roster), clients, inputs)
+        summed = [int(v) for v in to_signed(result.total)]
+        assert summed == [sum(col) for col in zip(*inputs.values(), strict=True)]
+        staged.record(stage, summed, [public_key_b64(keys[n]) for n in result.contributors])
+
+    # Assert: published, and the statistics are the plaintext ones
+    assert staged.stopped is None
+    stats = staged_statistics(spec, staged.sums[Stage.SCREEN], staged.sums[Stage.VALUES], staged.dominated)
+    check(stats, spec, plaintext(spec, view, firms))
 
 
 def test_paillier_aggregate_of_real_data_equals_plaintext(round_setup: tuple[RoundSpec, Bundle, list[Process]]) -> None:
