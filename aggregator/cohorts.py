@@ -111,6 +111,14 @@ def _member_set(members: Sequence[str]) -> frozenset[str]:
     return seen
 
 
+def _firm_keys(tx: Transaction) -> dict[str, str]:
+    """Member id -> the firm it is: its USCC when certified, else the member id itself.
+
+    A firm re-enrolled after revocation gets a new member id and must not count as a new firm.
+    """
+    return {str(m.id): f"uscc:{m.uscc}" if m.uscc else str(m.id) for m in tx.list_members()}
+
+
 def _sort_key(member_id: str) -> tuple[int, str]:
     return (len(member_id), member_id)  # decimal ids in numeric order
 
@@ -134,6 +142,7 @@ def cohort_conflict(tx: Transaction, spec: RoundSpec, members: Sequence[str]) ->
         The round about to publish.
     members
         The cohort whose values the round's sums hold: aggregator member ids (``member.id``).
+        Cohorts are compared firm by firm: members holding the same USCC are one firm.
 
     Returns
     -------
@@ -149,15 +158,16 @@ def cohort_conflict(tx: Transaction, spec: RoundSpec, members: Sequence[str]) ->
     ValueError
         When a member id appears twice.
     """
-    new = _member_set(members)
     scope = scope_of(spec)
     tx.lock_log()
+    firm = _firm_keys(tx)
+    new = frozenset(firm.get(m, m) for m in _member_set(members))
     rows = [
         r
         for r in tx.list_factor_cohorts(scope.reference_flow)
         if r.round_id != spec.round_id and _overlap(scope, _row_scope(r))
     ]
-    cohorts = [frozenset(json.loads(r.members)) for r in rows]
+    cohorts = [frozenset(firm.get(m, m) for m in json.loads(r.members)) for r in rows]
     for row, old in zip(rows, cohorts, strict=True):
         k = max(MIN_COHORT_DIFFERENCE, spec.min_participants, row.min_participants)
         d = len(new ^ old)

@@ -204,9 +204,18 @@ def stage_commitment(salt_hex: str, stage: Stage, summed: Sequence[int]) -> str:
 
 
 def _member_ids(tx: Transaction, identity_keys: Sequence[str]) -> list[str]:
-    """The aggregator's member ids of the holders of ``identity_keys`` (unknown keys are left out)."""
+    """The aggregator's member ids of the holders of ``identity_keys``.
+
+    Raises
+    ------
+    _Abort
+        A key no member holds: the round's cohort could not be recorded, so it must not publish.
+    """
     by_key = {m.identity_public_key: m for m in tx.list_members()}
-    return sorted(str(by_key[k].id) for k in identity_keys if k in by_key)
+    unknown = [k for k in identity_keys if k not in by_key]
+    if unknown:
+        raise _Abort(f"{len(unknown)} contributor key(s) belong to no member, so the round's cohort cannot be recorded")
+    return sorted(str(by_key[k].id) for k in identity_keys)
 
 
 def record_stage(
@@ -243,9 +252,18 @@ def record_stage(
         if row.state not in (COLLECTING, AGGREGATING):
             return StageDecision(False, "aborted", f"the round is {row.state}; stage {stage} is not recorded")
         if stage == Stage.SCREEN and decision.proceed:
-            conflict = cohort_conflict(tx, staged.spec, _member_ids(tx, staged.cohort))
+            try:
+                conflict = cohort_conflict(tx, staged.spec, _member_ids(tx, staged.cohort))
+            except _Abort as exc:
+                unknown = str(exc)
+                conflict = None
+            else:
+                unknown = ""
             if conflict is not None:
                 decision = StageDecision(False, "cohort", conflict)
+                staged.stopped = decision
+            if unknown:
+                decision = StageDecision(False, "aborted", unknown)
                 staged.stopped = decision
         payload: dict[str, Any] = {
             "round_id": round_id,
@@ -266,6 +284,8 @@ def record_stage(
             params["openings"] = openings
             tx.set_round_params(round_id, json.dumps(params))
         translog.append(tx, ctx.key, translog.STAGE, payload, now)
+    if decision.rule == "aborted":
+        abort_round(ctx, round_id, (COLLECTING, AGGREGATING), f"stage {stage}: {decision.message}")
     return decision
 
 
@@ -303,11 +323,18 @@ def conclude_staged(ctx: RoundContext, round_id: str, staged: StagedRound, contr
                         raise _Abort(message)
                     suppress_round(tx, ctx, row, rule or "min_participants", message, n, now)
                     return
+                members = _member_ids(tx, staged.cohort)
+                # again here, in the publishing transaction: another overlapping round may have
+                # published since this one's screen stage passed the cohort rule
+                conflict = cohort_conflict(tx, spec, members)
+                if conflict is not None:
+                    suppress_round(tx, ctx, row, "cohort", conflict, n, now)
+                    return
                 summed, other = staged_summed(
                     spec, staged.sums[Stage.SCREEN], staged.sums[Stage.VALUES], staged.dominated
                 )
                 _publish(tx, ctx, row, spec, stats, summed, n, contribution_hashes, now, other_gases=other,
-                         dominated=staged.dominated, members=_member_ids(tx, staged.cohort))
+                         dominated=staged.dominated, members=members)
         except _Abort as exc:
             abort_round(ctx, round_id, (AGGREGATING,), str(exc))
         except InvalidTransition:
@@ -394,5 +421,4 @@ def _publish(
             created_at=now,
         )
     )
-    if members:
-        record_cohort(tx, factor.factor_id, version, row.id, members, now=now)
+    record_cohort(tx, factor.factor_id, version, row.id, members, now=now)

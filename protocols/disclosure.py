@@ -130,6 +130,7 @@ __all__ = [
     "count_layout",
     "decide_cells",
     "indicators",
+    "max_above",
     "merged_gases_of",
     "read_counts",
     "read_screen",
@@ -415,13 +416,19 @@ class CellCounts:
         return cell_passes(self.b, self.m)
 
 
-def read_counts(cells: Sequence[Cell], summed: Sequence[int], n: int) -> list[CellCounts]:
+def max_above(p: Fraction) -> int:
+    """The most firms whose bit ``b`` can be 1 in one cell: fewer than ``1.28 (2+p)`` (the grid's widest step)."""
+    return math.ceil(Fraction(32, 25) * (2 + p)) - 1
+
+
+def read_counts(cells: Sequence[Cell], summed: Sequence[int], n: int, *, p: Fraction) -> list[CellCounts]:
     """A count stage's sum, checked: every count within ``0..n``.
 
     Raises
     ------
     AggregationError
-        Wrong length, or a count outside ``0..n`` (a negative count can only come from a lying firm).
+        Wrong length, a count outside ``0..n`` (a negative count can only come from a lying firm),
+        or counts that honest bits cannot give (``b > m``, ``b > max_above(p)``).
     """
     if len(summed) != 2 * len(cells):
         raise AggregationError(f"count sum has {len(summed)} slots; {len(cells)} cells need {2 * len(cells)}")
@@ -431,6 +438,14 @@ def read_counts(cells: Sequence[Cell], summed: Sequence[int], n: int) -> list[Ce
         for name, v in (("b", b), ("m", m)):
             if not 0 <= v <= n:
                 raise AggregationError(f"cell {cell.name!r}: count {name} = {v}; accepted: 0 to n = {n}")
+        # Invariants of honest bits: a share above 1/(2+p) is also at least p/(1+2p) (for p <= 50 %,
+        # whatever the total in the bracket), so b <= m; and the firms above 1/(2+p) of the bracket's
+        # low end hold less than the total, so there are at most max_above(p) of them (2 at 10 %).
+        # Sums that break them come from inconsistent (lying) contributions.
+        if b > m or b > max_above(p):
+            raise AggregationError(
+                f"cell {cell.name!r}: counts b = {b}, m = {m}; honest share bits give b <= m and b <= {max_above(p)}"
+            )
         out.append(CellCounts(cell.name, b, m))
     return out
 
@@ -801,7 +816,7 @@ class StagedRound:
             if stage == Stage.VALUES:
                 decision = StageDecision(True, None, "values summed")
             else:
-                counts = read_counts(self.cells(stage), values, len(self.cohort))
+                counts = read_counts(self.cells(stage), values, len(self.cohort), p=self.spec.p_rule)
                 decision, failed = decide_cells(self.spec, counts)
                 self.dominated += failed
             self.sums[stage] = values
@@ -814,7 +829,7 @@ class StagedRound:
         out: dict[str, dict[str, int]] = {}
         for stage in (Stage.DOMINANCE, Stage.CELLS):
             if stage in self.sums:
-                for c in read_counts(self.cells(stage), self.sums[stage], len(self.cohort)):
+                for c in read_counts(self.cells(stage), self.sums[stage], len(self.cohort), p=self.spec.p_rule):
                     out[c.cell] = {"b": c.b, "m": c.m}
         return out
 

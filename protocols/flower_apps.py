@@ -688,9 +688,9 @@ def server_main(grid: Grid, context: Context, *, secure: bool) -> None:
     cfg = context.run_config
     roster_doc = json.loads(Path(str(cfg[RunConfigKey.ROSTER_PATH])).read_text(encoding="utf-8"))
     roster = {int(node): str(key) for node, key in roster_doc.items()}
-    order: StageOrder | None = _first_order(cfg, roster)
-    assert order is not None
-    _wait_for_nodes(grid, order.participants, float(cfg.get(RunConfigKey.CONNECT_TIMEOUT, 30.0)))
+    first = _first_order(cfg, roster)
+    _wait_for_nodes(grid, first.participants, float(cfg.get(RunConfigKey.CONNECT_TIMEOUT, 30.0)))
+    order: StageOrder | None = first
     timeout = float(cfg.get(RunConfigKey.STAGE_TIMEOUT, 60.0))
     run_timeout = float(cfg.get(RunConfigKey.RUN_TIMEOUT, 0.0) or 0.0)
     k = 0

@@ -108,6 +108,7 @@ __all__ = [
     "UncheckedComponent",
     "aggregate_statistics",
     "check_disclosure",
+    "coarsened_histogram",
     "gas_reporter_counts",
     "histogram_quantile",
     "is_withheld",
@@ -322,6 +323,32 @@ def histogram_quantile(counts: Sequence[int], edges: Sequence[float], p: float) 
             return float(lo + (rank - below) / count * (hi - lo))
         below += count
     raise AssertionError("unreachable: the counts sum to n >= rank")  # pragma: no cover
+
+
+def coarsened_histogram(
+    counts: Sequence[int], edges: Sequence[float], least: int
+) -> tuple[list[int], list[float]]:
+    """Adjacent bins merged, left to right, until every bin holds at least ``least`` firms (or none at all).
+
+    Quantiles are interpolated in the merged bins, so no published quantile rests on a bin that
+    holds fewer than ``min_participants`` firms: with the round's fine bins, a bin with one firm
+    would tell that firm's footprint range, and at small n the quantiles admit only the true
+    histogram. A trailing group below ``least`` joins the one before it.
+    """
+    out_counts: list[int] = []
+    out_edges: list[float] = [edges[0]]
+    run = 0
+    for i, count in enumerate(counts):
+        run += count
+        if run >= least:
+            out_counts.append(run)
+            out_edges.append(edges[i + 1])
+            run = 0
+    if len(out_counts) == 0:
+        return [run], [edges[0], edges[-1]]
+    out_counts[-1] += run
+    out_edges[-1] = edges[-1]
+    return out_counts, out_edges
 
 
 def is_withheld(spec: RoundSpec, reporters: int) -> bool:
@@ -736,7 +763,8 @@ def aggregate_statistics(
         counts = tuple(sums[s.name] for s in hist_slots)
         if sum(counts) != n:
             raise AggregationError(f"histogram counts sum to {sum(counts)} but n = {n}")
-        quantiles = {f"p{round(p * 100)}": histogram_quantile(counts, fp.histogram_edges, p) for p in QUANTILES}
+        coarse, coarse_edges = coarsened_histogram(counts, fp.histogram_edges, spec.min_participants)
+        quantiles = {f"p{round(p * 100)}": histogram_quantile(coarse, coarse_edges, p) for p in QUANTILES}
     footprint = FootprintStatistics(
         unit=spec.per_unit(fp.unit),
         gwp_set=fp.gwp_set,

@@ -37,15 +37,18 @@ def example_rows(s: RoundSpec) -> dict[str, list[int]]:
 
 
 def summing_runner(s: RoundSpec) -> rounds.SecAggRunner:
-    """Every stage summed in the clear over the four example smelters, whoever the roster holds."""
-    rows = example_rows(s)
-    return stage_runner(lambda _spec, _roster: rows)
+    """Every stage summed in the clear over the four example smelters, one per roster member."""
+    rows = list(example_rows(s).values())
+    return stage_runner(lambda _spec, roster: {m.identity_public_key: r for m, r in zip(roster, rows, strict=False)})
 
 
-def enroll_one(store: Store) -> None:
+def enroll_one(store: Store, count: int = 4) -> None:
+    """Approved members (four: one per example smelter the runner sums)."""
     with store.transaction() as tx:
-        tx.add_member(MemberRow(fingerprint="aa", org_name_zh="甲", org_name_en="A", identity_public_key="k",
-                                supernode_public_key="sn", status="approved", created_at=NOW, updated_at=NOW))  # fmt: skip
+        for i in range(count):
+            tx.add_member(MemberRow(fingerprint=f"aa{i}", org_name_zh="甲", org_name_en=f"A{i}",
+                                    identity_public_key=f"k{i}", supernode_public_key=f"sn{i}", status="approved",
+                                    created_at=NOW, updated_at=NOW))  # fmt: skip
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ def test_a_round_is_decided_once_even_when_the_result_arrives_twice(store: Store
     rounds.run_round(ctx, "r1")
     assert rounds.get_round(ctx, "r1").state == "published"
 
-    staged = run_in_clear(s, example_rows(s))
+    staged = run_in_clear(s, {f"k{i}": row for i, row in enumerate(example_rows(s).values())})
     round_outcome.conclude_staged(ctx, "r1", staged, [])  # a late duplicate of the result
     with store.transaction() as tx:
         assert len(tx.factor_versions(tx.list_factors()[0].factor_id)) == 1

@@ -34,6 +34,7 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ from aggregator import rounds
 from aggregator.flower_runner import FlowerSecAggRunner
 from aggregator.rounds import RosterEntry, StageRun
 from aggregator.settings import AggregatorSettings
-from aggregator.store import open_store
+from aggregator.store import MemberRow, open_store
 from keys.identity import generate_identity, public_key_b64
 from node import rounds as node_rounds
 from node.contribute import map_process
@@ -328,6 +329,11 @@ def test_a_component_reported_by_one_firm_alone_is_withheld_from_statistics_fact
         store.close()
     summed = [sum(c) for c in zip(*vectors, strict=True)]
     agg_store = open_store(f"sqlite:///{tmp_path / 'aggregator.db'}")
+    with agg_store.transaction() as tx:  # the three firms as members: the published version records its cohort
+        for i in range(len(vectors)):
+            tx.add_member(MemberRow(fingerprint=f"fp{i}", org_name_zh=f"企业{i}", org_name_en=f"firm{i}",
+                                    identity_public_key=f"firm{i}", supernode_public_key=f"sn{i}", status="approved",
+                                    created_at=datetime.now(UTC), updated_at=datetime.now(UTC)))
     ctx = rounds.RoundContext(
         store=agg_store,
         key=key,

@@ -142,6 +142,24 @@ def test_the_rule_holds_on_postgres(fresh_pg_database: str) -> None:
         pg.close()
 
 
+def test_a_firm_re_enrolled_under_a_new_member_id_is_the_same_firm(store: Store) -> None:
+    with store.transaction() as tx:
+        for m in tx.list_members():
+            m.uscc = f"91530000MA6K{ord(m.fingerprint):06d}"
+            tx.session.add(m)
+        again = tx.add_member(MemberRow(fingerprint="d2", org_name_zh="d", org_name_en="d", identity_public_key="k-d2",
+                                        supernode_public_key="sn", uscc="91530000MA6K000100", created_at=T0,
+                                        updated_at=T0))  # fmt: skip
+        assert again.uscc == f"91530000MA6K{ord('d'):06d}"
+    assert publish(store, spec("r1"), "abcde") is None
+    cohort = [*ids(store, "abc"), str(again.id)]
+
+    with store.transaction() as tx:  # {a,b,c,d'} against {a,b,c,d,e}: by member id 3 apart, by firm only e
+        conflict = cohort_conflict(tx, spec("r2"), cohort)
+
+    assert conflict is not None and "differs from it by 1 firm(s)" in conflict
+
+
 def test_a_re_run_over_the_same_firms_is_allowed(store: Store) -> None:
     assert publish(store, spec("r1"), "abc") is None
 

@@ -698,3 +698,33 @@ def test_stage_round_ids_bind_the_stage_and_a_bare_round_id_is_refused() -> None
     for bad in ("cn-aluminium-2024", "cn-aluminium-2024/publish", "/"):
         with pytest.raises(ValueError, match="accepted: '<round id>/<stage>'"):
             split_stage_round_id(bad)
+
+
+@pytest.mark.parametrize("p", [Fraction(1, 100), Fraction(1, 10), Fraction(1, 4), Fraction(1, 2)])
+def test_honest_share_bits_keep_the_count_invariants_whatever_the_total_in_the_bracket(p: Fraction) -> None:
+    # b <= m per firm, and at most max_above(p) firms with b = 1: what read_counts refuses otherwise
+    from protocols.disclosure import indicators, max_above
+
+    rng = random.Random(20261202)
+    for _ in range(2000):
+        n = rng.randint(1, 12)
+        values = [Fraction(rng.randint(0, 10**6)) for _ in range(n)]
+        total = sum(values, Fraction(0))
+        if total == 0:
+            continue
+        lo, hi = bracket(total)
+        bits = [indicators(v, lo, hi, p) for v in values]
+        assert all(b <= m for b, m in bits)
+        assert sum(b for b, _ in bits) <= max_above(p)
+
+
+def test_counts_that_honest_bits_cannot_give_are_refused() -> None:
+    # a lying firm that sends b = 1, m = 0 (or cancels another's m) leaves sums no honest cohort gives
+    spec = example_spec()
+    rows = {f.name: build_contribution(spec, f.values, f.weight, f.footprint_by_gas).ints for f in example_firms(spec)}
+    key = Ed25519PrivateKey.generate()
+    staged = StagedRound(spec)
+    staged.record(Stage.SCREEN, stage_sum(spec, rows, Stage.SCREEN, staged, key), list(rows))
+    for b, m in ((2, 1), (3, 4)):
+        with pytest.raises(AggregationError, match="honest share bits give b <= m"):
+            StagedRound.from_dict(spec, staged.to_dict()).record(Stage.DOMINANCE, [b, m], list(rows))

@@ -33,6 +33,7 @@ from protocols.stats import (
     AggregateStatistics,
     aggregate_statistics,
     check_disclosure,
+    coarsened_histogram,
     gas_reporter_counts,
     histogram_quantile,
     linearity_check,
@@ -117,8 +118,12 @@ def test_four_firm_example_by_hand() -> None:
     assert fp.sd == math.sqrt(125.0)  # (15² + 5² + 5² + 15²) / 4
     assert fp.weighted_sd == math.sqrt(8700 / 8 - (250 / 8) ** 2)
     assert fp.histogram == (0, 1, 1, 1, 1)
-    # ranks p*n = 0.2, 1, 2, 3, 3.8 fall in bins [10,20), [10,20), [20,30), [30,40), [40,50]
-    assert fp.quantiles == {"p5": 12.0, "p25": 20.0, "p50": 30.0, "p75": 40.0, "p95": 48.0}
+    # no published quantile rests on a bin of fewer than min_participants (3) firms: merged left to
+    # right, [0,40) holds 3 and the last firm joins it, so one bin [0,50] of 4; ranks p*n = 0.2, 1,
+    # 2, 3, 3.8 interpolate in it
+    assert coarsened_histogram(fp.histogram, fp.edges, 3) == ([4], [0.0, 50.0])
+    assert fp.quantiles == {"p5": 2.5, "p25": 12.5, "p50": 25.0, "p75": 37.5, "p95": 47.5}
+    assert coarsened_histogram([0, 3, 0, 2, 4], [0, 1, 2, 3, 4, 5], 3) == ([3, 6], [0, 2, 5])
     assert stats.disclosure.publish and stats.disclosure.rule is None
 
 
@@ -259,7 +264,7 @@ def test_published_dict_has_statistics_but_not_the_histogram() -> None:
     spec = _hand_spec()
     public = aggregate_statistics(spec, _sum(spec, _hand_contributions(spec)), 4).to_public_dict()
     assert public["components"][0]["weighted_mean"] == 3.125
-    assert "histogram" not in public["footprint"] and public["footprint"]["quantiles"]["p50"] == 30.0
+    assert "histogram" not in public["footprint"] and public["footprint"]["quantiles"]["p50"] == 25.0  # coarsened bins
 
 
 # ----------------------------------------------------------------------------------- consistency

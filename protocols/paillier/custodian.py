@@ -265,7 +265,7 @@ def check_dominance(
     cells = cells_of(spec, Stage.DOMINANCE, set(), [])
     try:
         summed = combine(parsed, public_key, slots_packing(spec, count_layout(cells)), n)
-        counts = read_counts(cells, summed, n)
+        counts = read_counts(cells, summed, n, p=spec.p_rule)
     except (CombineFailed, AggregationError) as exc:
         raise CustodianRefused(f"{where}: the dominance stage's partials do not give its counts ({exc})") from None
     failed = [c for c in counts if not cell_passes(c.b, c.m)]
