@@ -329,6 +329,8 @@ class _Session:
     env: Mapping[str, str]
     deadline: float
     """``time.monotonic()`` by which the whole run must be done."""
+    nodes: frozenset[int]
+    """The run's roster: every later stage sums over some of them."""
     handovers: int = 0
 
 
@@ -414,6 +416,12 @@ class FlowerSecAggRunner:
         }
         if session is None:
             session = self._start(spec, nodes, run, stage_params)
+        elif not set(nodes) <= session.nodes:
+            self.end(spec)
+            raise FlowerRunFailed(
+                f"round {spec.round_id!r}: stage {run.stage} names node(s) {sorted(set(nodes) - session.nodes)} "
+                f"outside the roster its Flower run {session.run_id} started with; the run is ended"
+            )
         else:
             session.handovers += 1
             _write_json(session.run_dir / NEXT_STAGE_FILE.format(session.handovers), {"stage": str(run.stage), **stage_params})
@@ -512,7 +520,7 @@ class FlowerSecAggRunner:
         run_id = str(doc["run-id"])
         log.info("round %s: Flower run %s started (%s nodes, value bits %s)", spec.round_id, run_id, len(nodes),
                  stage["value_bits"])  # fmt: skip
-        session = _Session(run_id, run_dir, connection, env, started + wait)
+        session = _Session(run_id, run_dir, connection, env, started + wait, frozenset(nodes))
         with self._lock:
             self._sessions[spec.round_id] = session
         return session

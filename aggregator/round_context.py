@@ -87,7 +87,11 @@ class StageSum:
 
 
 SecAggRunner = Callable[[RoundSpec, list[RosterEntry], StageRun], StageSum]
-"""``run(spec, roster, stage) -> StageSum``: one masked sum of one stage over the roster's members."""
+"""``run(spec, roster, stage) -> StageSum``: one masked sum of one stage over the roster's members.
+
+The round calls it once per disclosure stage, in order; a runner that keeps a session across
+stages (``aggregator.flower_runner.FlowerSecAggRunner``: one Flower run per round) also has
+``end(spec)``, which the round calls once after its last stage, a stop or a failure."""
 
 
 def _spawn_thread(work: Callable[[], None]) -> None:

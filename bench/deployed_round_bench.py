@@ -11,8 +11,9 @@ keys registered with the SuperLink, a signed invitation and the firm's consent. 
 
 * the plain round: the test-only plaintext ClientApp (``tests.plain_apps``) on stock SuperNodes
   (the node's gate would refuse it), one round trip;
-* the secure round: the node's own ClientApp under ``pcf node supernode`` (the gate), five round
-  trips (advertise, share keys, masked input, consistency, unmask) with every node-side check.
+* the secure round: the node's own ClientApp under ``pcf node supernode`` (the gate), the round's
+  four disclosure stages (``protocols.disclosure``) in one Flower run, each a SecAgg+ instance of
+  five round trips (advertise, share keys, masked input, consistency, unmask) with every node-side check.
 
 Both run through :class:`aggregator.flower_runner.FlowerSecAggRunner` (``flwr run`` of the round's
 FAB, wait for the ServerApp's result), timed from ``flwr run`` to the result after one warm-up
@@ -33,16 +34,17 @@ from rich.console import Console
 from rich.table import Table
 
 from aggregator.flower_runner import FlowerSecAggRunner, register_supernode
-from aggregator.rounds import RosterEntry
+from aggregator.rounds import RosterEntry, StageRun, StageSum
 from aggregator.settings import AggregatorSettings
-from keys.identity import generate_identity, public_key_b64
+from keys.identity import Ed25519PrivateKey, generate_identity, public_key_b64
 from node import rounds
 from node.service import import_paths
 from node.store import NodeStore
 from pcf.deploy import Deployment, NodeHandle
 from pcf.samples import background_files, firm_files, sample_spec
+from protocols.disclosure import Stage, StagedRound
 from protocols.roster import sign_roster
-from protocols.spec import RoundSpec, sign_spec, spec_hash
+from protocols.spec import RoundSpec, sign_spec, spec_hash, vector_layout
 
 PLAIN_SERVERAPP = "tests.plain_apps:plain_server_app"
 PLAIN_CLIENTAPP = "tests.plain_apps:store_plain_client_app"
@@ -80,6 +82,31 @@ def _invite(handles: dict[str, NodeHandle], node_ids: dict[str, str], spec: Roun
             store.close()
 
 
+def _plain_round(runner: FlowerSecAggRunner, spec: RoundSpec, entries: list[RosterEntry]) -> StageSum:
+    """One plain sum of the whole vector (the control has no stages)."""
+    try:
+        return runner(spec, entries, StageRun(Stage.SCREEN, len(vector_layout(spec)), None))
+    finally:
+        runner.end(spec)
+
+
+def _secure_round(
+    runner: FlowerSecAggRunner, spec: RoundSpec, entries: list[RosterEntry], key: Ed25519PrivateKey
+) -> StagedRound:
+    """Every disclosure stage of the round, as the aggregator drives them (``aggregator.round_secagg``)."""
+    staged = StagedRound(spec)
+    try:
+        while (stage := staged.next_stage()) is not None:
+            cohort = set(staged.cohort)
+            members = entries if stage == Stage.SCREEN else [e for e in entries if e.identity_public_key in cohort]
+            run = StageRun(stage, len(staged.layout(stage)), staged.context(key, stage))
+            result = runner(spec, members, run)
+            staged.record(stage, list(result.summed), list(result.contributors))
+    finally:
+        runner.end(spec)
+    return staged
+
+
 def measure(n: int, root: Path, console: Console) -> tuple[float, float, int]:
     """Seconds of a plain and of a secure round over ``n`` nodes of one deployment, and the vector length."""
     agg_key = generate_identity()
@@ -108,11 +135,11 @@ def measure(n: int, root: Path, console: Console) -> tuple[float, float, int]:
         for handle in handles.values():
             d.start_supernode(handle, approved_code_only=False)
         plain_runner = FlowerSecAggRunner(settings, serverapp=PLAIN_SERVERAPP, clientapp=PLAIN_CLIENTAPP)
-        plain_runner(plain_spec, entries)  # warm-up: every SuperNode connected, the FAB fetched once
+        _plain_round(plain_runner, plain_spec, entries)  # warm-up: every SuperNode connected, the FAB fetched once
         start = time.monotonic()
-        _total, contributors = plain_runner(plain_spec, entries)
+        plain_sum = _plain_round(plain_runner, plain_spec, entries)
         plain = time.monotonic() - start
-        assert contributors == n, f"plain round: {contributors} of {n} nodes contributed"
+        assert len(plain_sum.contributors) == n, f"plain round: {len(plain_sum.contributors)} of {n} nodes contributed"
         console.print(f"n={n}: plain round {plain:.1f} s", style="dim")
 
         for handle in handles.values():
@@ -122,13 +149,13 @@ def measure(n: int, root: Path, console: Console) -> tuple[float, float, int]:
         secure_spec = sample_spec("aluminium", round_id=f"bench-secagg-{n}", max_participants=max(n, 3))
         _invite(handles, node_ids, warm_spec, agg_key)
         _invite(handles, node_ids, secure_spec, agg_key)
-        FlowerSecAggRunner(settings)(warm_spec, entries)  # warm-up (its own round: a consent serves one run)
+        _secure_round(FlowerSecAggRunner(settings), warm_spec, entries, agg_key)  # warm-up (a consent serves one round)
         start = time.monotonic()
-        _total, contributors = FlowerSecAggRunner(settings)(secure_spec, entries)
+        staged = _secure_round(FlowerSecAggRunner(settings), secure_spec, entries, agg_key)
         secure = time.monotonic() - start
-        assert contributors == n, f"secure round: {contributors} of {n} nodes contributed"
-        console.print(f"n={n}: secure round {secure:.1f} s", style="dim")
-        length = len(_total)
+        assert staged.stopped is None and len(staged.cohort) == n, f"secure round: {staged.stopped}, {len(staged.cohort)} of {n}"
+        console.print(f"n={n}: secure round (four stages) {secure:.1f} s", style="dim")
+        length = len(vector_layout(secure_spec))
     return plain, secure, length
 
 

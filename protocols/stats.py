@@ -14,7 +14,8 @@ means some contribution's slots contradict each other (e.g. a ``w*x^2`` that is 
 its ``x``), so :class:`~protocols.errors.AggregationError` is raised instead of publishing.
 
 Disclosure happens at two levels. The round's rules (:func:`check_disclosure`: minimum
-participants, dominance) decide whether anything is published. Then, per component, the
+participants, and the p %-rule on the production and footprint totals, decided inside the secure
+protocol by :mod:`protocols.disclosure`) decide whether anything is published. Then, per component, the
 reporter count ``n_c`` (the sum of the ``n[c]`` slots: how many firms have a non-zero value of
 component ``c``) decides whether that component's statistics are: a component with
 ``0 < n_c < spec.min_participants`` is *withheld*, because the sums ``Σx``, ``Σwx``, ``Σwx²`` over
@@ -22,9 +23,9 @@ the firms that report it are those few firms' own values (one reporter: exactly 
 each learns the other's). A withheld component gets no statistics (:attr:`ComponentStatistics.withheld`),
 is left out of the published unit process (:func:`protocols.factor.build_factor`), and its value
 slots (:func:`withheld_slots`) MUST NOT be stored or published by the aggregator, which keeps
-only its reporter count. ``n_c = 0`` (nobody reports it) is not withheld: the sums are all zero.
-The dominance screen is applied to the round only, not per component: the slots hold no
-per-component weight sums (``Σw``, ``Σw²`` over the reporters) to screen with.
+only its reporter count (in a staged round the values stage never sums them at all). ``n_c = 0``
+(nobody reports it) is not withheld: the sums are all zero. A component whose own total fails
+the p %-rule (``dominated``) is withheld the same way.
 
 Withholding does not make the rest of the round forget the component: the firms' footprints
 still contain its emissions, so when every other component is published and the firms used the

@@ -73,11 +73,15 @@ CONTRIBUTION_RECEIPT: Final = "contribution_receipt"
 ``method``, ``path``, ``timestamp``, ``node_signature`` (the member's request signature over them)."""
 AGGREGATE: Final = "aggregate"
 """payload: ``round_id``, ``spec_hash``, ``n``, ``summed`` (decimal strings, ``null`` where withheld), ``withheld``
-(slot names), ``histogram_commitment``, ``contributions`` (hashes, sorted), and ``other_gases`` (``gases``, ``sum``)
+(slot names), ``dominated`` (cells the p %-rule withheld), ``histogram_commitment``, ``contributions`` (hashes,
+sorted), and ``other_gases`` (``gases``, ``sum``)
 when the gas-level disclosure rule merged gases (``aggregator.rounds.public_log_other_gases``)."""
 SUPPRESSION: Final = "suppression"
 STAGE: Final = "stage"
-"""One disclosure stage decided (``protocols.disclosure``): its decision and a salted commitment to its sums."""
+"""One disclosure stage decided (``protocols.disclosure``). payload: ``round_id``, ``spec_hash``, ``stage``,
+``n`` (the screen's cohort), ``decision`` (``proceed`` or ``stop``), ``rule``, ``detail``, ``context`` (digest of
+the signed stage context the cohort computed the stage from; ``null`` for the screen) and, except for the values
+stage, ``commitment`` (salted SHA-256 of the stage's sums; ``aggregator.round_outcome.stage_commitment``)."""
 """payload: ``round_id``, ``rule``, ``detail``."""
 PUBLICATION: Final = "publication"
 """payload: ``round_id``, ``factor_id``, ``version``, ``document_hash`` (``protocols.provenance.document_hash``)."""

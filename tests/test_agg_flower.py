@@ -367,7 +367,7 @@ def test_runner_runs_the_fab_with_the_roster_and_returns_the_signed_sums_without
     assert fake.config["value-bits"] == rounds.secagg_value_bits(s, 3)
     assert fake.config["participants"] == ",".join(e.flower_node_id or "" for e in entries)
     assert runner.last_run_dir is not None
-    assert not (runner.last_run_dir / "result.json").exists()  # the full sum is not kept on disk
+    assert not list(runner.last_run_dir.glob("result*.json"))  # the full sum is not kept on disk
     roster = json.loads((runner.last_run_dir / "roster.json").read_text())
     assert roster == {e.flower_node_id: e.identity_public_key for e in entries}
     pyproject = tomllib.loads((runner.last_run_dir / "app" / "pyproject.toml").read_text())
@@ -407,6 +407,7 @@ def test_a_failed_run_aborts_the_round_and_publishes_nothing(store: Store, tmp_p
     assert rounds.get_round(ctx, "r1").state == "aborted"
     with store.transaction() as tx:
         assert tx.get_aggregate("r1") is None and tx.list_factors() == []
+    assert runner.last_run_dir is not None and (runner.last_run_dir / "stop.json").exists()  # its run is ended
 
 
 # ------------------------------------------------------------------------------------- recording
