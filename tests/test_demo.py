@@ -115,7 +115,7 @@ def test_demo_publishes_the_plaintext_weighted_mean_and_leaves_nothing_running(t
 
 
 AGGREGATOR_TABLES = {"member", "round", "contribution", "partial_decryption", "aggregate", "factor", "translog_entry",
-                     "delivery", "seen_request", "alembic_version_aggregator"}
+                     "delivery", "seen_request", "factor_cohort", "alembic_version_aggregator"}
 NODE_TABLES = {"dataset_version", "exchange", "import_record", "invitation", "consent", "outbox", "node_setting",
                "alembic_version_node"}
 
