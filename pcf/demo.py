@@ -379,8 +379,15 @@ def _table(result: DemoResult) -> Table:
     rows = [
         ("factor", f"{float(f['value']):,.1f} {f['unit']}  ({f.get('gwp_set', '')}, cradle-to-gate)"),
         ("participants", str(f["n_participants"])),
-        ("SD", f"{float(dist.get('sd', 0) or 0):,.1f}"),
-        ("quantiles", ", ".join(f"{k} {float(v):,.0f}" for k, v in quantiles.items())),
+        ("spread over firms", (
+            f"SD {float(dist['sd']):,.1f}; " + ", ".join(f"{k} {float(v):,.0f}" for k, v in quantiles.items())
+            if dist.get("sd") is not None
+            else "not collected (fewer than 10 firms: second moments would pin individual firms)"
+        )),
+        ("uncertainty", (
+            f"GSD {float(dist['pedigree_gsd']):.3f} (pedigree, from the data quality indicators)"
+            if dist.get("pedigree_gsd") is not None else "-"
+        )),
         ("DQR", f"{float(f['dqr']):.2f}" if f.get("dqr") is not None else "-"),
         ("cross-check", _cross_check(f.get("cross_check") or {})),
         ("version", str(f["version"])),
