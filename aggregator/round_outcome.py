@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
@@ -225,6 +225,8 @@ def record_stage(
     stage: Stage,
     summed: Sequence[int],
     contributors: Sequence[str],
+    *,
+    persist: Callable[[Transaction, StagedRound, StageDecision], None] | None = None,
 ) -> StageDecision:
     """Take one stage's sum into ``staged``, apply the cohort rule after ``screen``, and log the stage.
 
@@ -239,6 +241,10 @@ def record_stage(
     ----------
     contributors
         Identity public keys (base64url) of the members whose inputs the sum covers.
+    persist
+        Called inside the same transaction as the stage's log entry, for a protocol that keeps
+        ``staged`` in the database between stages (``paillier``): the stage is recorded and its
+        state saved at once, or neither.
     """
     signed = staged.context(ctx.key, stage)  # the context the stage was computed from (deterministic)
     try:
@@ -284,6 +290,8 @@ def record_stage(
             params["openings"] = openings
             tx.set_round_params(round_id, json.dumps(params))
         translog.append(tx, ctx.key, translog.STAGE, payload, now)
+        if persist is not None:
+            persist(tx, staged, decision)
     if decision.rule == "aborted":
         abort_round(ctx, round_id, (COLLECTING, AGGREGATING), f"stage {stage}: {decision.message}")
     return decision

@@ -52,7 +52,7 @@ from keys import identity
 from keys.errors import InvalidSignature
 from protocols import paillier
 from protocols.canonical import canonical_json
-from protocols.disclosure import Stage, StagedRound, screen_layout
+from protocols.disclosure import Stage, StageDecision, StagedRound, screen_layout
 from protocols.paillier import spec_layout as paillier_layout
 from protocols.roster import roster_log_payload, sign_roster
 from protocols.spec import RoundSpec
@@ -530,14 +530,15 @@ def _finish(ctx: RoundContext, round_id: str) -> None:
         except (paillier.CombineFailed, paillier.LayoutError) as exc:
             abort_round(ctx, round_id, (AGGREGATING,), f"decryption of stage {stage} failed: {exc}")
             return
-        decision = record_stage(ctx, round_id, staged, stage, summed, _contributors(contributions))
+        def persist(tx: Transaction, recorded: StagedRound, decided: StageDecision) -> None:
+            # in the stage's own transaction: a crash can never record a stage without saving it
+            following = recorded.next_stage() if decided.proceed else None
+            deadline = ctx.clock() + STAGE_WINDOW if following is not None else None
+            _save_staged(tx, tx.get_round(round_id), recorded, deadline)
+
+        decision = record_stage(ctx, round_id, staged, stage, summed, _contributors(contributions), persist=persist)
         if decision.rule == "aborted":
             return
         following = staged.next_stage() if decision.proceed else None
-        with ctx.store.transaction() as tx:
-            row = tx.get_round(round_id)
-            if row.state != AGGREGATING:
-                return
-            _save_staged(tx, row, staged, ctx.clock() + STAGE_WINDOW if following is not None else None)
         if following is None:
             conclude_staged(ctx, round_id, staged, every)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from example_round import example_firms, example_spec
 from pydantic import ValidationError
-from stage_runner import run_in_clear, stage_runner
+from stage_runner import run_in_clear, stage_runner, stage_sum
 
 from aggregator import round_outcome, rounds
 from aggregator.errors import InvalidTransition, SpecRejected, Unavailable, WindowClosed
@@ -16,6 +16,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store import MemberRow, Store, open_store
 from keys import identity
 from protocols.contribution import build_contribution
+from protocols.disclosure import Stage, StagedRound
 from protocols.spec import RoundSpec
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
@@ -168,3 +169,32 @@ def test_a_secagg_round_takes_no_posted_contribution_and_has_no_custodians(store
         rounds.submit_partial(ctx, "r1", b"{}")
     assert rounds.custodian_key_for(ctx, "r1")("aa") is None
     assert rounds.get_round(ctx, "r1").contributions == 0
+
+
+def test_a_stage_is_recorded_and_its_state_saved_in_one_transaction(store: Store) -> None:
+    # Prepare: an open round whose screen sum arrives; saving the round's state fails (a crash)
+    s = spec()
+    ctx = context(store)
+    enroll_one(store)
+    rounds.create_round(ctx, s)
+    rounds.open_round(ctx, "r1")
+    with store.transaction() as tx:
+        tx.transition_round("r1", ["open"], "collecting", NOW)
+    rows = {f"k{i}": row for i, row in enumerate(example_rows(s).values())}
+    staged = StagedRound(s)
+    summed = stage_sum(s, rows, Stage.SCREEN, staged, ctx.key)
+
+    def crash(tx: object, recorded: StagedRound, decided: object) -> None:
+        raise RuntimeError("the process died while saving the round's state")
+
+    # Execute
+    with pytest.raises(RuntimeError, match="died"):
+        round_outcome.record_stage(ctx, "r1", staged, Stage.SCREEN, summed, list(rows), persist=crash)
+
+    # Assert: the stage's log entry went with it; recorded again later, it is logged once
+    with store.transaction() as tx:
+        assert [e.entry_type for e in tx.list_log()] == ["spec_published"]
+    decision = round_outcome.record_stage(ctx, "r1", StagedRound(s), Stage.SCREEN, summed, list(rows))
+    assert decision.proceed
+    with store.transaction() as tx:
+        assert [e.entry_type for e in tx.list_log()] == ["spec_published", "stage"]
