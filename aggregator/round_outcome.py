@@ -32,6 +32,7 @@ from aggregator.round_context import (
 from aggregator.store import FactorRow, RoundRow, Transaction
 from protocols.canonical import Kind, encode
 from protocols.disclosure import Stage, StageDecision, StagedRound, context_digest
+from protocols.encoding import decimal_text
 from protocols.errors import AggregationError
 from protocols.factor import FactorError, PublishedFactor, build_factor, factor_id_for
 from protocols.spec import KIND_HIST, RoundSpec, vector_layout
@@ -114,17 +115,6 @@ def public_log_summed(
     return shown, withheld, counts
 
 
-def _decimal_text(value: Fraction) -> str:
-    """``value`` as an exact decimal string; it must be a terminating decimal (denominator 2^a 5^b)."""
-    for places in range(80):
-        scaled = value * 10**places
-        if scaled.denominator == 1:
-            digits = str(abs(scaled.numerator)).rjust(places + 1, "0")
-            text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
-            return f"-{text}" if scaled < 0 else text
-    raise ValueError(f"{value} is not a terminating decimal")
-
-
 def public_log_other_gases(spec: RoundSpec, summed: Sequence[int | None]) -> dict[str, Any] | None:
     """What the aggregate's log entry shows of the gases the gas-level rule merges; ``None`` when none is.
 
@@ -136,7 +126,7 @@ def public_log_other_gases(spec: RoundSpec, summed: Sequence[int | None]) -> dic
     total = other_gases_sum(spec, summed)
     if total is None:
         return None
-    return {"gases": merged_gases(spec, summed), "sum": _decimal_text(total)}
+    return {"gases": merged_gases(spec, summed), "sum": decimal_text(total)}
 
 
 def abort_round(ctx: RoundContext, round_id: str, from_states: Sequence[str], reason: str, *, strict: bool = False) -> None:
@@ -380,7 +370,7 @@ def _publish(
     tx.put_aggregate(row.id, kept, n, now, histogram_salt=salt)
     shown, withheld, counts = public_log_summed(spec, kept)
     other_entry = (
-        {"gases": list(stats.footprint.merged_gases), "sum": _decimal_text(other_gases)}
+        {"gases": list(stats.footprint.merged_gases), "sum": decimal_text(other_gases)}
         if other_gases is not None
         else None
     )

@@ -30,7 +30,14 @@ from node.settings import NodeSettings
 from node.store import ConsentRow, InvitationRow, NodeStore, OutboxRow
 from protocols.certificates import MISSING, CertificateRejected
 from protocols.contribution import Contribution
-from protocols.disclosure import MIN_PARTICIPANTS_FLOOR, PROTECTING_FIRMS, STAGES, Stage, spec_problems
+from protocols.disclosure import (
+    MIN_PARTICIPANTS_FLOOR,
+    PROTECTING_FIRMS,
+    STAGES,
+    Stage,
+    spec_problems,
+    split_stage_round_id,
+)
 from protocols.errors import ContributionError, InvalidSignature
 from protocols.roster import SignedRoster, verify_roster
 from protocols.spec import RoundSpec, SignedSpec, spec_hash, verify_spec
@@ -389,10 +396,11 @@ def outbox_round(secagg_round_id: str) -> tuple[str, str]:
 
     ``"r1/values"`` gives ``("r1", "values:")``; an id without a known stage is kept whole, with no prefix.
     """
-    base, sep, stage = secagg_round_id.rpartition("/")
-    if sep and stage in {str(s) for s in STAGES}:
-        return base, f"{stage}:"
-    return secagg_round_id, ""
+    try:
+        base, stage = split_stage_round_id(secagg_round_id)
+    except ValueError:
+        return secagg_round_id, ""
+    return base, f"{stage}:"
 
 
 def log_outbound(store: NodeStore, round_id: str, recipient: str, stage: str, payload: bytes,

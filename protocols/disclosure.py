@@ -80,6 +80,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keys.identity import b64url_decode, b64url_encode
 from protocols.canonical import Kind, encode
+from protocols.encoding import decimal_text
 from protocols.errors import AggregationError
 from protocols.spec import (
     COMPONENT_VALUE_KINDS,
@@ -130,6 +131,7 @@ __all__ = [
     "count_layout",
     "decide_cells",
     "indicators",
+    "is_withheld",
     "max_above",
     "merged_gases_of",
     "read_counts",
@@ -211,13 +213,18 @@ def screen_layout(spec: RoundSpec) -> list[Slot]:
     return [s for s in vector_layout(spec) if s.kind in _SCREEN_KINDS]
 
 
+def is_withheld(spec: RoundSpec, reporters: int) -> bool:
+    """Whether a component (or gas) with ``reporters`` non-zero reporters is withheld: ``0 < reporters < min_participants``."""
+    return 0 < reporters < spec.min_participants
+
+
 def _withheld_by_reporters(spec: RoundSpec, reporters: Sequence[int]) -> set[int]:
-    return {i for i, r in enumerate(reporters) if 0 < r < spec.min_participants}
+    return {i for i, r in enumerate(reporters) if is_withheld(spec, r)}
 
 
 def merged_gases_of(spec: RoundSpec, gas_reporters: Mapping[str, int]) -> list[str]:
     """The gases shown only summed, from the gas reporter counts (``protocols.stats.merged_gases``)."""
-    merged = {g for g, k in gas_reporters.items() if 0 < k < spec.min_participants}
+    merged = {g for g, k in gas_reporters.items() if is_withheld(spec, k)}
     if not merged:
         return []
     candidates = [g for g, k in gas_reporters.items() if k >= spec.min_participants]
@@ -541,17 +548,6 @@ def _context_bytes(context: StageContext) -> bytes:
     return encode(Kind.STAGE_CONTEXT, context.model_dump(mode="json"))
 
 
-def _decimal(value: Fraction) -> str:
-    """``value`` as an exact decimal string (a terminating decimal: the grid and scales are powers of ten)."""
-    for places in range(40):
-        scaled = value * 10**places
-        if scaled.denominator == 1:
-            digits = str(abs(scaled.numerator)).rjust(places + 1, "0")
-            text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
-            return f"-{text}" if scaled < 0 else text
-    raise ValueError(f"{value} is not a terminating decimal")
-
-
 def context_digest(context: StageContext) -> str:
     """SHA-256 hex of a context's canonical bytes: what a stage's log entry names, so a node can match the context it got."""
     return hashlib.sha256(_context_bytes(context)).hexdigest()
@@ -566,7 +562,7 @@ def sign_context(
     totals: Mapping[str, Fraction] | None = None,
 ) -> SignedStageContext:
     """The aggregator's signed context for ``stage``: cohort, reporter counts and, for count stages, the brackets of ``totals``."""
-    brackets = {cell: tuple(_decimal(v) for v in bracket(total)) for cell, total in (totals or {}).items()}
+    brackets = {cell: tuple(decimal_text(v) for v in bracket(total)) for cell, total in (totals or {}).items()}
     context = StageContext(
         round_id=spec.round_id,
         spec_hash=spec_hash(spec),
@@ -644,10 +640,11 @@ def _values_ints(spec: RoundSpec, ints: Sequence[int], layout: Sequence[Slot]) -
     """A firm's values-stage integers by slot name, from its full contribution."""
     full = vector_layout(spec)
     own = {s.name: int(v) for s, v in zip(full, ints, strict=True)}
+    kept = {x.name for x in layout}
     out: dict[str, int] = {}
     for s in layout:
         if s.gas == OTHER_GASES:
-            merged = [f for f in full if f.kind == KIND_WF and f.name not in {x.name for x in layout}]
+            merged = [f for f in full if f.kind == KIND_WF and f.name not in kept]
             exact_sum = sum((Fraction(own[f.name]) / f.scale for f in merged), Fraction(0))
             out[s.name] = round(exact_sum * s.scale)
         else:
@@ -655,15 +652,19 @@ def _values_ints(spec: RoundSpec, ints: Sequence[int], layout: Sequence[Slot]) -
     return out
 
 
+def _cell_values(cells: Sequence[Cell], slots: Sequence[Slot], ints: Sequence[int]) -> dict[str, Fraction]:
+    """Per cell, ``Σ integer / scale`` over the cell's slots, from one vector laid out as ``slots``."""
+    by_name = {s.name: Fraction(int(v)) / s.scale for s, v in zip(slots, ints, strict=True)}
+    return {cell.name: sum((by_name[n] for n in cell.slots), Fraction(0)) for cell in cells}
+
+
 def _cell_parts(spec: RoundSpec, ints: Sequence[int], context: StageContext, cells: Sequence[Cell]) -> dict[str, Fraction]:
     """The firm's own part of each cell, in the cell's unit (slot value / scale, summed over the cell's slots)."""
     if cells and cells[0].stage == Stage.SCREEN:
-        full = {s.name: (int(v), s.scale) for s, v in zip(vector_layout(spec), ints, strict=True)}
-    else:
-        layout = values_layout(spec, context.withheld(spec), context.merged(spec))
-        values = _values_ints(spec, ints, layout)
-        full = {s.name: (values[s.name], s.scale) for s in layout}
-    return {cell.name: sum((Fraction(full[n][0]) / full[n][1] for n in cell.slots), Fraction(0)) for cell in cells}
+        return _cell_values(cells, vector_layout(spec), ints)
+    layout = values_layout(spec, context.withheld(spec), context.merged(spec))
+    values = _values_ints(spec, ints, layout)
+    return _cell_values(cells, layout, [values[s.name] for s in layout])
 
 
 def stage_vector(spec: RoundSpec, ints: Sequence[int], stage: Stage, context: StageContext | None) -> list[int]:
@@ -701,9 +702,7 @@ def cell_totals(spec: RoundSpec, cells: Sequence[Cell], screen: Screen, values: 
         return {PRODUCTION: Fraction(screen.production) / w.scale}
     if values is None:
         raise ValueError("the cells stage needs the values stage's sum")
-    layout = values_layout(spec, withheld, merged)
-    by_name = {s.name: (int(v), s.scale) for s, v in zip(layout, values, strict=True)}
-    return {cell.name: sum((Fraction(by_name[n][0]) / by_name[n][1] for n in cell.slots), Fraction(0)) for cell in cells}
+    return _cell_values(cells, values_layout(spec, withheld, merged), values)
 
 
 def assemble_summed(

@@ -32,6 +32,7 @@ __all__ = [
     "RING_MODULUS",
     "Scale",
     "as_scale",
+    "decimal_text",
     "decode",
     "encode",
     "exact",
@@ -90,6 +91,25 @@ def exact(value: object, what: str = "value") -> Fraction:
             raise EncodingError(f"{what} {value!r} is not finite; accepted: a finite number")
         return Fraction(value)
     raise EncodingError(f"{what} {value!r} is a {type(value).__name__}; accepted: a finite number")
+
+
+def decimal_text(value: Fraction) -> str:
+    """``value`` as an exact decimal string; it must be a terminating decimal (denominator ``2^a 5^b``).
+
+    How exact sums and brackets travel in JSON (the log's merged-gases sum, stage contexts).
+
+    Raises
+    ------
+    ValueError
+        ``value`` has no finite decimal expansion (within 80 places).
+    """
+    for places in range(80):
+        scaled = value * 10**places
+        if scaled.denominator == 1:
+            digits = str(abs(scaled.numerator)).rjust(places + 1, "0")
+            text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
+            return f"-{text}" if scaled < 0 else text
+    raise ValueError(f"{value} is not a terminating decimal")
 
 
 def encode(value: float | Fraction | Decimal, scale: Scale) -> int:

@@ -76,6 +76,7 @@ from protocols.disclosure import (
     MIN_PARTICIPANTS_FLOOR,
     PRODUCTION,
     assemble_summed,
+    is_withheld,
     merged_gases_of,
     read_screen,
 )
@@ -94,6 +95,7 @@ from protocols.spec import (
     Slot,
     fmt_number,
     other_gases_slot,
+    quantised_bound,
     spec_hash,
     vector_layout,
 )
@@ -352,11 +354,6 @@ def coarsened_histogram(
     return out_counts, out_edges
 
 
-def is_withheld(spec: RoundSpec, reporters: int) -> bool:
-    """Whether a component with ``reporters`` non-zero reporters is withheld: ``0 < reporters < min_participants``."""
-    return 0 < reporters < spec.min_participants
-
-
 def reporter_counts(spec: RoundSpec, summed: Sequence[int | None]) -> list[int]:
     """Per component, in spec order, the sum of its ``n[c]`` slot: how many firms report it (non-zero).
 
@@ -499,10 +496,6 @@ def _variance(second: Fraction, second_err: Fraction, mean: Fraction, mean_err: 
     return max(var, Fraction(0))
 
 
-def _quantised(bound: float, scale: int) -> Fraction:
-    return Fraction(round(Fraction(bound) * scale), scale)
-
-
 def _check_means_within_bounds(
     spec: RoundSpec,
     slots: Sequence[Slot],
@@ -520,7 +513,7 @@ def _check_means_within_bounds(
     check does not (``docs/input_validity.md``: it cuts the shift such a liar causes 8-90 times).
     """
     fp = spec.footprint
-    bf = _quantised(fp.bound, fp.scale)
+    bf = quantised_bound(fp.bound, fp.scale)
     total_wf = Fraction(0)
     total_err = Fraction(0)
     for s in slots:
@@ -530,7 +523,7 @@ def _check_means_within_bounds(
         err = _rounding(s, n)
         if s.kind == KIND_WX:
             c = spec.components[s.component]  # type: ignore[index]  # wx slots name their component
-            bound, what = _quantised(c.bound, c.scale), f"component {c.name_en!r}"
+            bound, what = quantised_bound(c.bound, c.scale), f"component {c.name_en!r}"
         else:
             bound, what = bf, f"gas {s.gas!r}"
             if other_gases is None or s.gas not in merged:  # merged gases count once, in their sum

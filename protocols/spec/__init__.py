@@ -31,6 +31,7 @@ from protocols.spec.layout import (
     OTHER_GASES,
     Slot,
     other_gases_slot,
+    quantised_bound,
     vector_layout,
 )
 from protocols.spec.model import (
@@ -90,6 +91,7 @@ __all__ = [
     "canonical_bytes",
     "fmt_number",
     "other_gases_slot",
+    "quantised_bound",
     "sign_spec",
     "spec_hash",
     "structural_problems",

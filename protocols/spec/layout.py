@@ -48,6 +48,7 @@ __all__ = [
     "OTHER_GASES",
     "Slot",
     "other_gases_slot",
+    "quantised_bound",
     "vector_layout",
 ]
 
@@ -102,7 +103,7 @@ class Slot:
     description: str = ""
 
 
-def _quantised_bound(bound: float, scale: int) -> Fraction:
+def quantised_bound(bound: float, scale: int) -> Fraction:
     """The largest ``|round(v * scale)| / scale`` over ``|v| <= bound`` (rounding is monotone)."""
     return Fraction(round(Fraction(bound) * scale), scale)
 
@@ -168,8 +169,8 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
     n_max = spec.max_participants
     w = spec.weight
     fp = spec.footprint
-    bw = _quantised_bound(w.bound, w.scale)
-    bf = _quantised_bound(fp.bound, fp.scale)
+    bw = quantised_bound(w.bound, w.scale)
+    bf = quantised_bound(fp.bound, fp.scale)
     f_unit = spec.per_unit(fp.unit)
     slots: list[Slot] = []
 
@@ -213,7 +214,7 @@ def vector_layout(spec: RoundSpec) -> list[Slot]:
     add(KIND_COUNT, KIND_COUNT, bound=Fraction(1), nominal=1, unit="firm", description="participating firm")
     add(KIND_W, KIND_W, bound=bw, nominal=w.scale, unit=w.unit, description=w.name)
     comps = list(enumerate(spec.components))
-    bx = [_quantised_bound(c.bound, c.scale) for c in spec.components]
+    bx = [quantised_bound(c.bound, c.scale) for c in spec.components]
     for i, c in comps:  # always: the component-level disclosure rule needs them
         add(
             f"n[{c.name_en}]",
