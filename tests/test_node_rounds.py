@@ -203,3 +203,22 @@ def test_a_round_below_this_firms_floor_is_refused_at_approval_and_at_contributi
     monkeypatch.setenv("PCF_NODE_MIN_PARTICIPANTS", "2")
     with pytest.raises(ValueError, match="greater than or equal to 3"):
         rounds.node_floor()
+
+
+def test_each_later_stage_is_answered_once_after_the_screen_and_in_order(node: tuple[NodeStore, str]) -> None:
+    # a server that re-runs or reorders a round's stages gets each stage's bits or sums at most once
+    from protocols.disclosure import Stage
+
+    store, _ = node
+    round_id = invite(store)
+    rounds.approve(store, round_id, firm_uuid(store), confirm_zeros=True)
+    with pytest.raises(rounds.ConsentError, match="before the screen stage"):
+        rounds.spend_stage(store, round_id, Stage.DOMINANCE, "run-1")
+    rounds.spend_stage(store, round_id, Stage.SCREEN, "run-1")
+    with pytest.raises(rounds.ConsentError, match="before stage dominance"):
+        rounds.spend_stage(store, round_id, Stage.VALUES, "run-1")
+    rounds.spend_stage(store, round_id, Stage.DOMINANCE, "run-1")
+    with pytest.raises(rounds.ConsentError, match="already answered"):
+        rounds.spend_stage(store, round_id, Stage.DOMINANCE, "run-2")
+    with pytest.raises(rounds.ConsentError, match="already used"):
+        rounds.spend_stage(store, round_id, Stage.SCREEN, "run-2")
